@@ -1,0 +1,14 @@
+//! gauntlet: runs a progressive-delivery setup for real (controller, ingress, Prometheus, a
+//! sample app under load) and checks that it promotes good releases and rolls back bad ones
+//! within a time budget.
+//!
+//! The binary in `main.rs` is a thin CLI over this library; see `DESIGN.md` of the project for
+//! the architecture and the contracts (CLI, scenario file, report, exit codes).
+
+pub mod cli;
+pub mod cluster;
+pub mod controller;
+pub mod exit;
+pub mod prom;
+pub mod spec;
+pub mod timeline;

@@ -1,0 +1,158 @@
+//! The `gauntlet` command: a thin CLI over the library. clap parses, the library runs, and one
+//! `match` turns the outcome into an exit code (see `gauntlet::exit::Exit`).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use gauntlet::exit::Exit;
+
+#[derive(Parser)]
+#[command(
+    name = "gauntlet",
+    version,
+    about = "Prove that a progressive-delivery policy promotes good releases and rolls back bad ones, in time",
+    long_about = "gauntlet stands up a rollout controller (Argo Rollouts or Flagger; emulated on the local \
+backend), an NGINX ingress and Prometheus, deploys a sample app, sends real load through the ingress, \
+releases a version that misbehaves, and checks that the controller promoted or rolled back within a \
+time budget and that users saw no more errors than allowed.",
+    after_help = "Exit codes: 0 every scenario met its expectation; 1 at least one did not; \
+2 bad input (usage, parse, validation); 3 infrastructure (a stack part could not start or died).\n\
+\nNot yet implemented (they answer so, with exit code 2): run, validate, list, and the kind/kube \
+backends of up/down."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+enum Backend {
+    /// No cluster: sample-app processes, a real nginx and Prometheus, an emulated controller.
+    Local,
+    /// A kind cluster with the real controllers (needs Docker and kind).
+    Kind,
+    /// An existing cluster from kubeconfig.
+    Kube,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// Scenario files or folders.
+    #[arg(default_value = "suites")]
+    paths: Vec<PathBuf>,
+    #[arg(long, value_enum, default_value_t = Backend::Local)]
+    backend: Backend,
+    /// kubeconfig context (kube backend).
+    #[arg(long)]
+    context: Option<String>,
+    /// Only scenarios whose name contains this.
+    #[arg(long)]
+    filter: Option<String>,
+    /// Only scenarios with this tag.
+    #[arg(long)]
+    tag: Option<String>,
+    /// Multiply every duration of the policy by F (local backend).
+    #[arg(long, value_name = "F")]
+    time_scale: Option<f64>,
+    /// Run N scenarios at once, each with its own stack.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    parallel: usize,
+    /// Fix every random choice.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Write the JSON report here.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// Write a JUnit report here.
+    #[arg(long, value_name = "FILE")]
+    junit: Option<PathBuf>,
+    /// Write per-scenario artifacts (timeline, logs, metric dumps) under this folder.
+    #[arg(long, value_name = "DIR")]
+    artifacts: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run scenarios and check their expectations [not yet implemented].
+    Run(RunArgs),
+    /// Check scenario files and the manifests they target, without running them [not yet implemented].
+    Validate {
+        #[arg(default_value = "suites")]
+        paths: Vec<PathBuf>,
+        #[arg(long, value_enum, default_value_t = Backend::Local)]
+        backend: Backend,
+    },
+    /// List the scenarios found [not yet implemented].
+    List {
+        #[arg(default_value = "suites")]
+        paths: Vec<PathBuf>,
+    },
+    /// Bring a stack up with a target's baseline and hold it until Ctrl-C.
+    Up {
+        #[arg(long, value_enum, default_value_t = Backend::Local)]
+        backend: Backend,
+        /// Folder of the target's manifests (a Rollout or a Deployment + Canary).
+        #[arg(long, value_name = "DIR", default_value = "fixtures/apps/argo")]
+        target: PathBuf,
+        /// kubeconfig context (kube backend).
+        #[arg(long)]
+        context: Option<String>,
+    },
+    /// Delete what `up --backend kind` created [not yet implemented].
+    Down {
+        #[arg(long, value_enum, default_value_t = Backend::Kind)]
+        backend: Backend,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return match e.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
+                    Exit::Passed.into()
+                }
+                _ => Exit::BadInput.into(),
+            };
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("GAUNTLET_LOG")
+                .unwrap_or_else(|_| "warn,goose=off".into()),
+        )
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return Exit::Infra.into();
+        }
+    };
+    let exit = runtime.block_on(dispatch(cli.command));
+    exit.into()
+}
+
+async fn dispatch(command: Command) -> Exit {
+    match command {
+        Command::Up {
+            backend: Backend::Local,
+            target,
+            context: _,
+        } => gauntlet::cli::up_local(&target).await,
+        Command::Up { backend, .. } => not_yet(&format!("up --backend {backend:?}")),
+        Command::Down { backend } => not_yet(&format!("down --backend {backend:?}")),
+        Command::Run(_) => not_yet("run"),
+        Command::Validate { .. } => not_yet("validate"),
+        Command::List { .. } => not_yet("list"),
+    }
+}
+
+fn not_yet(what: &str) -> Exit {
+    eprintln!("error: `gauntlet {what}` is not yet implemented");
+    Exit::BadInput
+}
