@@ -21,7 +21,9 @@ use tokio::time::Instant;
 pub use self::policy::{Background, CanaryScale, RolloutPolicy, Step};
 pub use self::status::{PauseCondition, PauseReason, Phase, RolloutStatus};
 use self::status::{RunStatus, TrafficWeights, WeightDestination};
-use crate::cluster::{CanaryRoute, InfraError, Platform, PodTemplate, RevisionHash, Services};
+use crate::cluster::{
+    CanaryRoute, InfraError, Platform, PodTemplate, ReplicaCounts, RevisionHash, Services,
+};
 use crate::timeline::{Source, Timeline};
 
 /// The phase of an AnalysisRun, ordered from best to worst as Argo ranks them.
@@ -126,6 +128,9 @@ pub struct ArgoController<P, F: RunFactory> {
     applied_services: Option<Services>,
     generation: u64,
     last_phase: Option<(Phase, String)>,
+    /// The last pass changed the status: run the next one at once, as the real controller's
+    /// own status update requeues the rollout (e.g. the weight goes to 0 right after promotion).
+    requeue: bool,
 }
 
 impl<P: Platform, F: RunFactory> ArgoController<P, F> {
@@ -148,6 +153,7 @@ impl<P: Platform, F: RunFactory> ArgoController<P, F> {
             applied_services: None,
             generation: 0,
             last_phase: None,
+            requeue: false,
         }
     }
 
@@ -433,9 +439,16 @@ impl<P: Platform, F: RunFactory> ArgoController<P, F> {
         if self.status.stable_rs.is_empty() {
             return Ok(());
         }
+        let before = self.progress_key();
         let now = Instant::now();
         let current = self.current();
         let stable = self.stable();
+        // The real controller judges steps on the ReplicaSet status its informer held when the
+        // pass began; pods scaled in this pass count from the next one.
+        let observed = (
+            self.platform.replica_counts(&current),
+            self.platform.replica_counts(&stable),
+        );
 
         // Services: stable → stable RS; canary → the new RS, or the stable one after an abort.
         let services = Services {
@@ -483,10 +496,24 @@ impl<P: Platform, F: RunFactory> ArgoController<P, F> {
             }
         }
 
-        self.sync_status(now).await?;
+        self.sync_status(now, observed).await?;
         self.check_progress_deadline(now);
         self.update_phase();
+        self.requeue = self.progress_key() != before;
         Ok(())
+    }
+
+    /// What a pass can change that makes the next pass do something different.
+    fn progress_key(&self) -> (Option<u32>, String, bool, usize, bool, Phase, Option<u32>) {
+        (
+            self.status.current_step_index,
+            self.status.stable_rs.clone(),
+            self.status.abort,
+            self.status.pause_conditions.len(),
+            self.status.promote_full,
+            self.status.phase,
+            self.applied_route.as_ref().map(|r| r.weight),
+        )
     }
 
     async fn reconcile_weight(&mut self) -> Result<(), InfraError> {
@@ -499,7 +526,10 @@ impl<P: Platform, F: RunFactory> ArgoController<P, F> {
         } else {
             let idx = self.status.current_step_index.unwrap_or(0) as usize;
             let at_desired = canary.available >= desired_canary;
-            if idx >= self.policy.steps.len() || self.status.promote_full {
+            if idx >= self.policy.steps.len() {
+                // All steps done: 100 while the canary scales to full, before promotion.
+                self.policy.max_weight()
+            } else if self.status.promote_full {
                 if canary.available >= self.policy.replicas {
                     self.policy.max_weight()
                 } else {
@@ -773,9 +803,11 @@ impl<P: Platform, F: RunFactory> ArgoController<P, F> {
         Ok(())
     }
 
-    async fn sync_status(&mut self, now: Instant) -> Result<(), InfraError> {
-        let current = self.current();
-        let canary = self.platform.replica_counts(&current);
+    async fn sync_status(
+        &mut self,
+        now: Instant,
+        (canary, stable): (ReplicaCounts, ReplicaCounts),
+    ) -> Result<(), InfraError> {
         let steps = self.policy.steps.len() as u32;
 
         if self.status.abort {
@@ -796,7 +828,7 @@ impl<P: Platform, F: RunFactory> ArgoController<P, F> {
             return Ok(());
         }
         let idx = self.status.current_step_index.unwrap_or(0);
-        if idx < steps && self.step_completed(now, canary) {
+        if idx < steps && self.step_completed(now, canary, stable) {
             let step = self.policy.steps[idx as usize].clone();
             self.status
                 .pause_conditions
@@ -817,32 +849,36 @@ impl<P: Platform, F: RunFactory> ArgoController<P, F> {
         Ok(())
     }
 
-    fn step_completed(&self, now: Instant, canary: crate::cluster::ReplicaCounts) -> bool {
+    fn step_completed(&self, now: Instant, canary: ReplicaCounts, stable: ReplicaCounts) -> bool {
+        if let Some(Step::Pause(duration)) = self.step() {
+            // `completedPauseStep`: the user removed the condition, or the duration elapsed.
+            let user_resumed =
+                self.status.controller_pause && self.status.pause_conditions.is_empty();
+            if user_resumed && self.pause_started.is_some() {
+                return true;
+            }
+            let only_step_pause = self
+                .status
+                .pause_conditions
+                .iter()
+                .all(|c| c.reason == PauseReason::CanaryPauseStep);
+            return only_step_pause
+                && matches!((duration, self.pause_started),
+                    (Some(d), Some(start)) if now >= start + *d);
+        }
         if !self.status.pause_conditions.is_empty() {
             return false;
         }
-        let user_resumed = self.status.controller_pause && self.status.pause_conditions.is_empty();
         match self.step() {
             Some(Step::SetWeight(_)) | Some(Step::SetCanaryScale(_)) => {
-                let stable = self.platform.replica_counts(&self.stable());
                 canary.available >= self.canary_desired()
                     && canary.current <= self.canary_desired().max(canary.current)
                     && stable.available >= self.policy.replicas
             }
-            Some(Step::Pause(duration)) => {
-                if user_resumed && self.pause_started.is_some() {
-                    // The user removed the pause condition, or the duration elapsed earlier.
-                    return true;
-                }
-                match (duration, self.pause_started) {
-                    (Some(d), Some(start)) => now >= start + *d,
-                    _ => false,
-                }
-            }
             Some(Step::Analysis(_)) => self.step_run.as_ref().is_some_and(|r| {
                 r.step == self.status.current_step_index && r.run.phase() == RunPhase::Successful
             }),
-            None => false,
+            Some(Step::Pause(_)) | None => false,
         }
     }
 
@@ -902,19 +938,10 @@ impl<P: Platform, F: RunFactory> ArgoController<P, F> {
         } else {
             self.progress.0 = snapshot;
         }
-        let indefinite = matches!(self.step(), Some(Step::Pause(_)) | Some(Step::Analysis(_)));
-        if self.status.fully_promoted()
-            || self.status.abort
-            || !self.status.pause_conditions.is_empty()
-            || indefinite
-        {
+        if !self.progress_deadline_armed() {
             return;
         }
-        let timed_out = self
-            .status
-            .condition("Progressing")
-            .is_some_and(|c| c.reason == "ProgressDeadlineExceeded");
-        if !timed_out && now >= self.progress.1 + self.policy.progress_deadline {
+        if now >= self.progress.1 + self.policy.progress_deadline {
             let msg = format!(
                 "ReplicaSet \"{}\" has timed out progressing.",
                 self.rs_name(&current)
@@ -926,6 +953,21 @@ impl<P: Platform, F: RunFactory> ArgoController<P, F> {
                 self.add_abort(msg);
             }
         }
+    }
+
+    /// Whether the progress deadline can still fire: not while paused, at a pause or analysis
+    /// step (those wait indefinitely by design), after a decision, or once it has fired.
+    fn progress_deadline_armed(&self) -> bool {
+        let indefinite = matches!(self.step(), Some(Step::Pause(_)) | Some(Step::Analysis(_)));
+        let timed_out = self
+            .status
+            .condition("Progressing")
+            .is_some_and(|c| c.reason == "ProgressDeadlineExceeded");
+        !(self.status.fully_promoted()
+            || self.status.abort
+            || !self.status.pause_conditions.is_empty()
+            || indefinite
+            || timed_out)
     }
 
     /// `CalculateRolloutPhase` (reference §3.2); the first match wins.
@@ -1015,10 +1057,12 @@ impl<P: Platform, F: RunFactory> ArgoController<P, F> {
             times.push(t);
         }
         times.extend(self.old_stables.iter().map(|(_, t)| *t));
-        if !self.status.fully_promoted() && !self.status.abort {
+        if self.progress_deadline_armed() {
             times.push(self.progress.1 + self.policy.progress_deadline);
         }
-        times.into_iter().min()
+        // A deadline already past that no pass acts on must not make a driver spin.
+        let now = Instant::now();
+        times.into_iter().filter(|t| *t > now).min()
     }
 
     /// The decision the scenario waits for, once reached: promoted (Healthy with
@@ -1041,6 +1085,9 @@ impl<P: Platform, F: RunFactory> ArgoController<P, F> {
 
     /// How long to wait at most before the next pass, so a driver never sleeps past work.
     pub fn wait_hint(&self, cap: Duration) -> Duration {
+        if self.requeue {
+            return Duration::ZERO;
+        }
         let now = Instant::now();
         self.next_wake()
             .map(|t| t.saturating_duration_since(now))

@@ -201,7 +201,11 @@ async fn drive(c: &mut Ctl, within: Duration) -> Option<(Decision, Duration)> {
     while Instant::now() - start < within {
         c.reconcile().await.unwrap();
         if let Some(d) = c.decision() {
-            return Some((d, Instant::now() - start));
+            let at = Instant::now() - start;
+            // The driver keeps running passes after a decision; the one that follows at once
+            // is where the weight returns to 0 after promotion.
+            c.reconcile().await.unwrap();
+            return Some((d, at));
         }
         tokio::time::sleep(c.wait_hint(Duration::from_millis(100))).await;
     }
@@ -263,7 +267,8 @@ async fn a_healthy_release_walks_the_steps_and_is_promoted() {
     let r = reasons(&tl);
     let completed = r.iter().filter(|k| *k == "RolloutStepCompleted").count();
     assert_eq!(completed, 4);
-    assert_eq!(r.last().unwrap(), "RolloutCompleted");
+    let last = r.iter().rev().find(|k| *k != "TrafficWeightUpdated");
+    assert_eq!(last.unwrap(), "RolloutCompleted");
     // The old stable is scaled down only after scaleDownDelaySeconds.
     assert_eq!(platform.desired("v1"), 5);
     tokio::time::sleep(secs(31)).await;
@@ -279,6 +284,8 @@ async fn canary_replicas_follow_the_set_weight() {
     c.reconcile().await.unwrap();
     assert_eq!(platform.desired("v2"), 1, "ceil(5 * 20 / 100)");
     tokio::time::sleep(secs(1)).await;
+    // Pass 2 sees the canary available and completes the step; pass 3 enters the pause.
+    c.reconcile().await.unwrap();
     c.reconcile().await.unwrap();
     assert_eq!(c.status().phase, Phase::Paused);
     assert_eq!(c.status().message, "CanaryPauseStep");
@@ -478,8 +485,9 @@ async fn abort_then_retry_restarts_from_step_zero_with_new_runs() {
 async fn promote_full_skips_the_remaining_steps() {
     let (mut c, platform, tl) =
         deployed(RolloutPolicy::new("app", 3, steps()), Scripts::default()).await;
-    c.reconcile().await.unwrap();
-    c.reconcile().await.unwrap();
+    for _ in 0..3 {
+        c.reconcile().await.unwrap();
+    }
     assert_eq!(c.status().phase, Phase::Paused);
     c.operate(Operation::PromoteFull);
     let (d, t) = drive(&mut c, secs(10)).await.unwrap();
