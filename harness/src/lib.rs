@@ -9,6 +9,7 @@ pub mod cli;
 pub mod cluster;
 pub mod controller;
 pub mod exit;
+pub mod load;
 pub mod prom;
 pub mod spec;
 pub mod timeline;

@@ -146,9 +146,10 @@ async fn reloads_under_steady_load_lose_no_request() {
     let secs = started.elapsed().as_secs_f64();
     let reloads = stack.reloads().await - reloads_before;
     eprintln!(
-        "reload test: {} requests in {secs:.1}s ({:.0}/s), {reloads} reloads, statuses {:?}, versions {:?}",
+        "reload test: {} requests in {secs:.1}s ({:.0}/s), {reloads} reloads, {} resent, statuses {:?}, versions {:?}",
         t.total(),
         t.total() as f64 / secs,
+        t.resent,
         t.by_status,
         t.by_version
     );
@@ -182,7 +183,7 @@ async fn promql_canary_error_ratio_matches_the_client() {
             let prom = prom.clone();
             async move {
                 let v = prom
-                    .query("sum(nginx_ingress_controller_requests_total)")
+                    .query("sum(nginx_ingress_controller_requests)")
                     .await
                     .ok()?
                     .values();
@@ -191,8 +192,8 @@ async fn promql_canary_error_ratio_matches_the_client() {
         },
     )
     .await;
-    let q = r#"sum(nginx_ingress_controller_requests_total{namespace="default",ingress="sample-app",canary!="",status=~"5.*"})
-             / sum(nginx_ingress_controller_requests_total{namespace="default",ingress="sample-app",canary!=""})"#;
+    let q = r#"sum(nginx_ingress_controller_requests{namespace="default",ingress="sample-app",canary!="",status=~"5.*"})
+             / sum(nginx_ingress_controller_requests{namespace="default",ingress="sample-app",canary!=""})"#;
     let ratio = prom.query(q).await.unwrap().values()[0];
     let client = canary_5xx / canary_total;
     assert!(
@@ -200,12 +201,19 @@ async fn promql_canary_error_ratio_matches_the_client() {
         "PromQL says {ratio}, the client saw {client}"
     );
     // The pods' own series carry Kubernetes labels too.
-    let pods = prom
-        .query(r#"count(http_requests_total{namespace="default",container="sample-app",app="sample-app"}) by (pod)"#)
-        .await
-        .unwrap()
-        .values();
-    assert_eq!(pods.len(), 3, "three pods scraped");
+    // A pod target's first scrape can trail the exporter's by up to one interval.
+    eventually(Duration::from_secs(10), "three pods scraped", || {
+        let prom = prom.clone();
+        async move {
+            let v = prom
+                .query(r#"count(http_requests_total{namespace="default",container="sample-app",app="sample-app"}) by (pod)"#)
+                .await
+                .ok()?
+                .values();
+            (v.len() == 3).then_some(())
+        }
+    })
+    .await;
     stack.shutdown().await;
 }
 

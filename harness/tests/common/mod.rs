@@ -49,6 +49,8 @@ pub struct Tally {
     pub by_status: BTreeMap<u16, u64>,
     /// Requests that got no HTTP answer at all.
     pub transport_errors: u64,
+    /// Requests resent once because a reload closed their idle connection unanswered.
+    pub resent: u64,
     pub errors: Vec<String>,
 }
 
@@ -59,9 +61,10 @@ impl Tally {
     pub fn share(&self, version: &str) -> f64 {
         *self.by_version.get(version).unwrap_or(&0) as f64 / self.total().max(1) as f64
     }
-    fn add(&mut self, r: Result<(u16, String), String>) {
+    fn add(&mut self, r: Result<(u16, String, bool), String>) {
         match r {
-            Ok((status, version)) => {
+            Ok((status, version, resent)) => {
+                self.resent += resent as u64;
                 *self.by_status.entry(status).or_default() += 1;
                 *self.by_version.entry(version).or_default() += 1;
             }
@@ -81,6 +84,7 @@ impl Tally {
             *self.by_status.entry(k).or_default() += v;
         }
         self.transport_errors += other.transport_errors;
+        self.resent += other.resent;
         self.errors.extend(other.errors);
     }
 }
@@ -89,12 +93,15 @@ async fn one(
     client: &reqwest::Client,
     url: &str,
     headers: &[(&str, &str)],
-) -> Result<(u16, String), String> {
+) -> Result<(u16, String, bool), String> {
     let mut req = client.get(url);
     for (k, v) in headers {
         req = req.header(*k, *v);
     }
-    let resp = req.send().await.map_err(|e| format!("{e:?}"))?;
+    let sent = gauntlet::load::client::send(req)
+        .await
+        .map_err(|e| format!("{e:?}"))?;
+    let resp = sent.response;
     let version = resp
         .headers()
         .get("x-app-version")
@@ -103,7 +110,7 @@ async fn one(
         .to_string();
     let status = resp.status().as_u16();
     resp.bytes().await.map_err(|e| format!("{e:?}"))?;
-    Ok((status, version))
+    Ok((status, version, sent.resent))
 }
 
 /// Sends `n` requests with `concurrency` in flight.

@@ -90,7 +90,10 @@ pub type PodSource = Arc<dyn Fn() -> Vec<PodSample> + Send + Sync>;
 
 #[derive(Clone)]
 struct IngressSeries {
-    requests: Family<IngressLabels, Counter>,
+    /// Gauge-typed on purpose: ingress-nginx names this counter without the `_total` suffix
+    /// (its client_golang predates the rule) and users' queries spell it that way, while
+    /// prometheus-client appends `_total` to every counter. `rate()` treats both types alike.
+    requests: Family<IngressLabels, Gauge>,
     response_duration: Family<IngressLabels, Histogram>,
     request_duration: Family<IngressLabels, Histogram>,
     lines: Counter,
@@ -402,7 +405,7 @@ mod tests {
         record(&s, &names(), &stable);
         let text = encode(&s, &names(), &[]);
         assert!(
-            text.contains(r#"nginx_ingress_controller_requests_total{namespace="default",ingress="sample-app",service="sample-app-stable",status="500",canary="default-sample-app-canary-80",method="GET",path="/"} 1"#),
+            text.contains(r#"nginx_ingress_controller_requests{namespace="default",ingress="sample-app",service="sample-app-stable",status="500",canary="default-sample-app-canary-80",method="GET",path="/"} 1"#),
             "{text}"
         );
         assert!(text.contains(r#"status="200",canary="",method="GET""#));

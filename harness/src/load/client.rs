@@ -1,0 +1,108 @@
+//! Sending one request the way real HTTP clients do.
+//!
+//! nginx closes idle keep-alive connections when a reload retires a worker. A request written
+//! onto such a connection at that instant gets no response at all. Go's `net/http` (behind k6,
+//! vegeta, hey), curl and browsers resend an idempotent request in exactly that case (RFC 9110
+//! §9.2.2); hyper does not. Without the same rule here every weight change would cost a few
+//! "failed" requests that no real user would see, and the error budget would measure our client
+//! instead of the release. Only a connection closed before any byte of a response qualifies; a
+//! 5xx, a reset mid-response or a timeout is counted as the failure it is.
+
+use reqwest::{RequestBuilder, Response};
+
+/// A response, and whether it took the one permitted resend.
+#[derive(Debug)]
+pub struct Sent {
+    pub response: Response,
+    pub resent: bool,
+}
+
+/// Sends `request`, resending it once if the connection closed before any response came.
+/// Requests with a streaming body cannot be cloned and are never resent.
+pub async fn send(request: RequestBuilder) -> Result<Sent, reqwest::Error> {
+    let again = request.try_clone();
+    match request.send().await {
+        Ok(response) => Ok(Sent {
+            response,
+            resent: false,
+        }),
+        Err(e) if closed_before_response(&e) => match again {
+            Some(again) => again.send().await.map(|response| Sent {
+                response,
+                resent: true,
+            }),
+            None => Err(e),
+        },
+        Err(e) => Err(e),
+    }
+}
+
+/// Whether the error is hyper's "connection closed before message completed" on the request
+/// side, i.e. the server closed the connection without answering.
+pub fn closed_before_response(e: &reqwest::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(h) = s.downcast_ref::<hyper::Error>() {
+            return h.is_incomplete_message();
+        }
+        source = s.source();
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    /// A server that closes the first connection after reading the request, unanswered, and
+    /// answers on the next one.
+    async fn flaky_server(first: &'static [u8]) -> (String, tokio::task::JoinHandle<usize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/", listener.local_addr().unwrap());
+        let task = tokio::spawn(async move {
+            let mut served = 0;
+            for i in 0..2 {
+                let Ok((mut s, _)) = listener.accept().await else {
+                    break;
+                };
+                let mut buf = [0u8; 1024];
+                let _ = s.read(&mut buf).await;
+                served += 1;
+                if i == 0 {
+                    let _ = s.write_all(first).await;
+                    drop(s);
+                } else {
+                    let _ = s
+                        .write_all(
+                            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
+                        )
+                        .await;
+                }
+            }
+            served
+        });
+        (url, task)
+    }
+
+    #[tokio::test]
+    async fn a_connection_closed_unanswered_is_resent_once() {
+        let (url, server) = flaky_server(b"").await;
+        let sent = send(reqwest::Client::new().get(&url)).await.unwrap();
+        assert!(sent.resent);
+        assert_eq!(sent.response.status(), 200);
+        assert_eq!(server.await.unwrap(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_response_cut_midway_is_a_failure_not_a_resend() {
+        let (url, server) = flaky_server(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nab").await;
+        let result = send(reqwest::Client::new().get(&url)).await;
+        // Headers arrived, so send() succeeds and the body read fails; nothing was resent.
+        let sent = result.unwrap();
+        assert!(!sent.resent);
+        assert!(sent.response.bytes().await.is_err());
+        server.abort();
+    }
+}

@@ -1,0 +1,3 @@
+//! Load through the ingress: the HTTP client rules every request of a scenario follows.
+
+pub mod client;
