@@ -1,11 +1,116 @@
 //! What the commands do, apart from parsing them (main.rs).
 
 use std::path::Path;
+use std::time::Duration;
 
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::cluster::local::{Binaries, LocalStack};
+use crate::cluster::{CanaryRoute, InfraError, Platform, Services};
 use crate::exit::Exit;
+use crate::target::{self, Workload};
+use crate::timeline::Timeline;
 
-/// `gauntlet up --backend local`: not wired to the target's manifests yet.
-pub async fn up_local(_target: &Path) -> Exit {
-    eprintln!("error: `gauntlet up` is not yet implemented");
-    Exit::BadInput
+/// How long the baseline's pods may take to become available before `up` gives up.
+const BASELINE_WITHIN: Duration = Duration::from_secs(60);
+
+/// Resolves on the first SIGINT or SIGTERM. Installed before anything starts, so an interrupt
+/// during start-up also tears down what was started.
+async fn interrupted() -> &'static str {
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        // Without handlers the default action (exit) applies; children die by PDEATHSIG.
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = int.recv() => "SIGINT",
+        _ = term.recv() => "SIGTERM",
+    }
+}
+
+/// `gauntlet up --backend local`: the target's baseline on a local stack, held until Ctrl-C.
+pub async fn up_local(target_dir: &Path) -> Exit {
+    let stop = interrupted();
+    tokio::pin!(stop);
+    let workload = match target::load_argo(target_dir) {
+        Ok(w) => w,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Exit::BadInput;
+        }
+    };
+    let bins = match Binaries::locate() {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Exit::Infra;
+        }
+    };
+    eprintln!(
+        "starting nginx, Prometheus and {} pod(s) of {}/{} ...",
+        workload.replicas, workload.namespace, workload.name
+    );
+    let started = tokio::time::Instant::now();
+    let stack = tokio::select! {
+        s = baseline(&bins, &workload) => s,
+        why = &mut stop => {
+            eprintln!("{why}: stopped during start-up; cleaned up");
+            return Exit::Infra;
+        }
+    };
+    let mut stack = match stack {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Exit::Infra;
+        }
+    };
+    eprintln!(
+        "ready in {:.1}s; Ctrl-C to stop",
+        started.elapsed().as_secs_f64()
+    );
+    println!("ingress: {}", stack.ingress_url());
+    println!("prometheus: {}", stack.prometheus_url());
+    let mut health = tokio::time::interval(Duration::from_secs(1));
+    let exit = loop {
+        tokio::select! {
+            why = &mut stop => {
+                eprintln!("{why}: stopping");
+                break Exit::Passed;
+            }
+            _ = health.tick() => {
+                if let Err(e) = stack.check_alive().await {
+                    eprintln!("error: {e}");
+                    break Exit::Infra;
+                }
+            }
+        }
+    };
+    stack.shutdown().await;
+    exit
+}
+
+/// Starts the stack and brings the baseline revision up behind both Services at weight 0, as
+/// a Rollout's initial deploy leaves it.
+async fn baseline(bins: &Binaries, w: &Workload) -> Result<LocalStack, InfraError> {
+    let mut stack = LocalStack::start(bins, w.stack_options(0), Timeline::new()).await?;
+    let hash = target::pod_template_hash(&w.spec);
+    let template = w
+        .pod_template(&w.spec)
+        .map_err(|e| InfraError::Other(e.to_string()))?;
+    stack.create_revision(hash.clone(), template).await?;
+    stack.scale(&hash, w.replicas).await?;
+    stack
+        .set_services(Services {
+            stable: hash.clone(),
+            canary: Some(hash.clone()),
+        })
+        .await?;
+    stack.set_canary_route(CanaryRoute::weight(0)).await?;
+    stack
+        .wait_available(&hash, w.replicas, BASELINE_WITHIN)
+        .await?;
+    Ok(stack)
 }

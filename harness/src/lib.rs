@@ -12,4 +12,5 @@ pub mod exit;
 pub mod load;
 pub mod prom;
 pub mod spec;
+pub mod target;
 pub mod timeline;

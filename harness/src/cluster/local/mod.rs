@@ -200,16 +200,23 @@ pub struct Binaries {
 impl Binaries {
     /// Finds nginx, Prometheus and the sample app, or names the package that provides each.
     pub fn locate() -> Result<Binaries, InfraError> {
+        // An explicit `GAUNTLET_<BIN>` must exist: falling back to PATH would hide a typo.
         let find = |bin: &str, env: &str, what: &'static str, package: &'static str| {
-            std::env::var_os(env)
-                .map(PathBuf::from)
-                .filter(|p| p.is_file())
-                .or_else(|| process::find_program(bin))
-                .ok_or(InfraError::MissingBinary {
-                    what,
-                    binary: bin.into(),
-                    package,
-                })
+            let (found, named) = match std::env::var_os(env) {
+                Some(p) => {
+                    let p = PathBuf::from(p);
+                    (
+                        p.is_file().then(|| p.clone()),
+                        format!("{} (from {env})", p.display()),
+                    )
+                }
+                None => (process::find_program(bin), bin.to_string()),
+            };
+            found.ok_or(InfraError::MissingBinary {
+                what,
+                binary: named,
+                package,
+            })
         };
         Ok(Binaries {
             nginx: find("nginx", "GAUNTLET_NGINX", "nginx", "nginx")?,

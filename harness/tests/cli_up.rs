@@ -1,0 +1,130 @@
+//! `gauntlet up --backend local`: the real binary, its stack, and its cleanup on a signal.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+fn gauntlet() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_gauntlet"));
+    cmd.current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."));
+    cmd
+}
+
+/// Processes whose command line mentions `needle` (nginx and Prometheus name their folder).
+fn processes_mentioning(needle: &str) -> Vec<String> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| {
+            let c = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            let c = String::from_utf8_lossy(&c).replace('\0', " ");
+            c.contains(needle).then(|| format!("{pid}: {c}"))
+        })
+        .collect()
+}
+
+fn wait_exit(child: &mut std::process::Child, within: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            return st;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "gauntlet did not exit within {within:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn refused(url: &str) -> bool {
+    let addr = url.trim_start_matches("http://");
+    std::net::TcpStream::connect_timeout(&addr.parse().unwrap(), Duration::from_secs(1)).is_err()
+}
+
+#[tokio::test]
+async fn up_serves_the_baseline_and_sigint_removes_everything() {
+    for signal in [Signal::SIGINT, Signal::SIGTERM] {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut child = gauntlet()
+            .args(["up", "--backend", "local", "--target", "fixtures/apps/argo"])
+            .env("TMPDIR", tmp.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let ingress = lines.next().unwrap().unwrap();
+        let prometheus = lines.next().unwrap().unwrap();
+        let ingress = ingress
+            .strip_prefix("ingress: ")
+            .expect(&ingress)
+            .to_string();
+        let prometheus = prometheus
+            .strip_prefix("prometheus: ")
+            .expect(&prometheus)
+            .to_string();
+        assert!(ingress.starts_with("http://127.0.0.1:"));
+        assert!(prometheus.starts_with("http://127.0.0.1:"));
+
+        let body = get(&format!("{ingress}/")).await;
+        assert!(body.contains(r#""version":"1.0.0""#), "{body}");
+        let ready = get(&format!("{prometheus}/-/ready")).await;
+        assert!(ready.contains("Ready"), "{ready}");
+        let dir = tmp.path().display().to_string();
+        assert!(
+            !processes_mentioning(&dir).is_empty(),
+            "nginx and Prometheus run"
+        );
+
+        kill(Pid::from_raw(child.id() as i32), signal).unwrap();
+        let status = wait_exit(&mut child, Duration::from_secs(30));
+        assert_eq!(status.code(), Some(0), "{signal}");
+        assert_eq!(processes_mentioning(&dir), Vec::<String>::new(), "{signal}");
+        assert!(
+            refused(&ingress) && refused(&prometheus),
+            "{signal}: ports released"
+        );
+        let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().collect();
+        assert!(left.is_empty(), "{signal}: temp folder left: {left:?}");
+    }
+}
+
+#[test]
+fn a_missing_nginx_is_an_infrastructure_error_naming_the_package() {
+    let out = gauntlet()
+        .args(["up", "--target", "fixtures/apps/argo"])
+        .env("GAUNTLET_NGINX", "/nonexistent/nginx")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("apt-get install -y nginx"), "{err}");
+    assert!(err.contains("GAUNTLET_NGINX"), "{err}");
+}
+
+#[test]
+fn a_target_without_a_rollout_is_bad_input() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join("x.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n",
+    )
+    .unwrap();
+    let out = gauntlet()
+        .args(["up", "--target"])
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&tmp.path().display().to_string()), "{err}");
+}
+
+async fn get(url: &str) -> String {
+    reqwest::get(url).await.unwrap().text().await.unwrap()
+}
