@@ -27,6 +27,49 @@ fn processes_mentioning(needle: &str) -> Vec<String> {
         .collect()
 }
 
+/// Direct children of `parent` (nginx's master, Prometheus, the pods).
+fn children_of(parent: u32) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            stat.rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok())
+                == Some(parent)
+        })
+        .collect()
+}
+
+/// Memory cgroups gauntlet process `pid` created (named `gauntlet-<pid>-<n>`), anywhere.
+fn cgroups_of(pid: u32) -> Vec<std::path::PathBuf> {
+    fn walk(dir: &Path, prefix: &str, depth: u32, out: &mut Vec<std::path::PathBuf>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if !e.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            if e.file_name().to_string_lossy().starts_with(prefix) {
+                out.push(p.clone());
+            }
+            if depth > 0 {
+                walk(&p, prefix, depth - 1, out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(
+        Path::new("/sys/fs/cgroup"),
+        &format!("gauntlet-{pid}-"),
+        4,
+        &mut out,
+    );
+    out
+}
+
 fn wait_exit(child: &mut std::process::Child, within: Duration) -> std::process::ExitStatus {
     let deadline = Instant::now() + within;
     loop {
@@ -81,10 +124,33 @@ async fn up_serves_the_baseline_and_sigint_removes_everything() {
             "nginx and Prometheus run"
         );
 
+        let children = children_of(child.id());
+        assert!(
+            children.len() >= 4,
+            "nginx, Prometheus, 2 pods: {children:?}"
+        );
+        if Path::new("/sys/fs/cgroup/memory").exists()
+            && std::env::var_os("GAUNTLET_NO_CGROUP").is_none()
+        {
+            assert!(
+                !cgroups_of(child.id()).is_empty(),
+                "pods run in a memory cgroup"
+            );
+        }
         kill(Pid::from_raw(child.id() as i32), signal).unwrap();
         let status = wait_exit(&mut child, Duration::from_secs(30));
         assert_eq!(status.code(), Some(0), "{signal}");
         assert_eq!(processes_mentioning(&dir), Vec::<String>::new(), "{signal}");
+        let alive: Vec<_> = children
+            .iter()
+            .filter(|p| Path::new(&format!("/proc/{p}")).exists())
+            .collect();
+        assert!(
+            alive.is_empty(),
+            "{signal}: children still alive: {alive:?}"
+        );
+        let cgroups = cgroups_of(child.id());
+        assert!(cgroups.is_empty(), "{signal}: cgroups left: {cgroups:?}");
         assert!(
             refused(&ingress) && refused(&prometheus),
             "{signal}: ports released"

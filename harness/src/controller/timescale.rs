@@ -152,13 +152,10 @@ fn scale_offsets(q: &str, ts: &TimeScale) -> String {
             .find(|c: char| !(c.is_ascii_alphanumeric()))
             .map(|e| ws + e)
             .unwrap_or(rest.len());
-        match parse_promql_duration(&rest[ws..token_end]) {
-            Some(d) => {
-                out.push_str(&rest[..ws]);
-                out.push_str(&format_promql_duration(ts.duration(d)));
-                rest = &rest[token_end..];
-            }
-            None => {}
+        if let Some(d) = parse_promql_duration(&rest[ws..token_end]) {
+            out.push_str(&rest[..ws]);
+            out.push_str(&format_promql_duration(ts.duration(d)));
+            rest = &rest[token_end..];
         }
     }
     out.push_str(rest);

@@ -37,13 +37,26 @@ pub async fn send(request: RequestBuilder) -> Result<Sent, reqwest::Error> {
     }
 }
 
-/// Whether the error is hyper's "connection closed before message completed" on the request
-/// side, i.e. the server closed the connection without answering.
+/// Whether `send()` failed because the server closed the connection before any response:
+/// hyper's "connection closed before message completed", or a reset / broken pipe (a close
+/// with the request still unread in the server's buffer makes the kernel answer with RST).
+/// These are the cases Go's transport resends an idempotent request for.
 pub fn closed_before_response(e: &reqwest::Error) -> bool {
+    if !e.is_request() {
+        return false;
+    }
     let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
     while let Some(s) = source {
-        if let Some(h) = s.downcast_ref::<hyper::Error>() {
-            return h.is_incomplete_message();
+        if let Some(h) = s.downcast_ref::<hyper::Error>()
+            && h.is_incomplete_message()
+        {
+            return true;
+        }
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            return matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
+            );
         }
         source = s.source();
     }

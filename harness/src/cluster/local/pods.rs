@@ -443,8 +443,7 @@ impl Supervisor {
 }
 
 fn is_stopped(rx: &watch::Receiver<bool>) -> bool {
-    let stopped = *rx.borrow();
-    stopped
+    *rx.borrow()
 }
 
 /// Resolves once a stop is requested (or the pod's owner is gone).

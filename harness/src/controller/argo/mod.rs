@@ -474,25 +474,25 @@ impl<P: Platform, F: RunFactory> ArgoController<P, F> {
         self.reconcile_replica_sets(now).await?;
 
         // The pause step.
-        if !self.status.abort {
-            if let Some(Step::Pause(_)) = self.step() {
-                let has = self
-                    .status
-                    .pause_conditions
-                    .iter()
-                    .any(|c| c.reason == PauseReason::CanaryPauseStep);
-                if !has && !self.status.controller_pause {
-                    self.status.pause_conditions.push(PauseCondition {
-                        reason: PauseReason::CanaryPauseStep,
-                        start_time: self.now_s(),
-                    });
-                    self.status.controller_pause = true;
-                    self.pause_started = Some(now);
-                    self.event(
-                        "RolloutPaused",
-                        "Rollout is paused (CanaryPauseStep)".into(),
-                    );
-                }
+        if !self.status.abort
+            && let Some(Step::Pause(_)) = self.step()
+        {
+            let has = self
+                .status
+                .pause_conditions
+                .iter()
+                .any(|c| c.reason == PauseReason::CanaryPauseStep);
+            if !has && !self.status.controller_pause {
+                self.status.pause_conditions.push(PauseCondition {
+                    reason: PauseReason::CanaryPauseStep,
+                    start_time: self.now_s(),
+                });
+                self.status.controller_pause = true;
+                self.pause_started = Some(now);
+                self.event(
+                    "RolloutPaused",
+                    "Rollout is paused (CanaryPauseStep)".into(),
+                );
             }
         }
 
