@@ -1,0 +1,56 @@
+//! Running the engine in real time: passes when work is due, and at least every `tick` so pod
+//! changes (a canary becoming available, a crash) are seen as an informer would deliver them.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::{ArgoController, Decision, RunFactory};
+use crate::cluster::{InfraError, Platform};
+
+/// How often a pass runs at the latest: pod state changes are noticed within this.
+pub const TICK: Duration = Duration::from_millis(200);
+
+/// Runs passes until the rollout reaches a decision or `within` passes; returns the decision
+/// and how long after the call it came.
+///
+/// # Errors
+/// An infrastructure failure of the platform.
+pub async fn until_decision<P: Platform, F: RunFactory>(
+    ctl: &mut ArgoController<P, F>,
+    within: Duration,
+) -> Result<Option<(Decision, Duration)>, InfraError> {
+    let start = Instant::now();
+    let deadline = start + within;
+    loop {
+        ctl.reconcile().await?;
+        if let Some(d) = ctl.decision() {
+            return Ok(Some((d, start.elapsed())));
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return Ok(None);
+        }
+        tokio::time::sleep(ctl.wait_hint(TICK).min(deadline - now)).await;
+    }
+}
+
+/// Keeps running passes for `how_long` (after a decision: the weight returning to 0, the
+/// scale-down of the old side).
+///
+/// # Errors
+/// An infrastructure failure of the platform.
+pub async fn settle<P: Platform, F: RunFactory>(
+    ctl: &mut ArgoController<P, F>,
+    how_long: Duration,
+) -> Result<(), InfraError> {
+    let deadline = Instant::now() + how_long;
+    loop {
+        ctl.reconcile().await?;
+        let now = Instant::now();
+        if now >= deadline {
+            return Ok(());
+        }
+        tokio::time::sleep(ctl.wait_hint(TICK).min(deadline - now)).await;
+    }
+}

@@ -1,0 +1,315 @@
+//! AnalysisRuns that really measure: the merged templates of a Rollout turned into
+//! [`AnalysisRun`]s when the engine asks for one, measured against the stack's Prometheus.
+//!
+//! The template's `provider.prometheus.address` names an in-cluster Prometheus; on the local
+//! backend every query goes to the stack's own Prometheus instead (docs/fidelity.md). Range
+//! windows in the query are scaled with `--time-scale` ([`TimeScale::promql`]).
+
+use std::collections::BTreeMap;
+
+use tokio::time::Instant;
+
+use super::{Hashes, Run, RunFactory, RunPhase};
+use crate::controller::analysis::{
+    AnalysisPhase, AnalysisRun, MetricPolicy, MetricSource, Reading, RunPolicy, effective_count,
+    validate,
+};
+use crate::controller::expr::Condition;
+use crate::controller::timescale::TimeScale;
+use crate::spec::argo::{MergedAnalysis, ResolvedMetric, Rollout};
+use crate::spec::Manifest;
+use crate::timeline::{Source, Timeline};
+
+/// Creates live runs of a Rollout's analyses.
+#[derive(Clone)]
+pub struct AnalysisRuns<S> {
+    rollout: Manifest<Rollout>,
+    analyses: Vec<MergedAnalysis>,
+    source: S,
+    scale: TimeScale,
+    timeline: Timeline,
+}
+
+impl<S: MetricSource + Clone> AnalysisRuns<S> {
+    pub fn new(
+        rollout: Manifest<Rollout>,
+        analyses: Vec<MergedAnalysis>,
+        source: S,
+        scale: TimeScale,
+        timeline: Timeline,
+    ) -> Self {
+        AnalysisRuns {
+            rollout,
+            analyses,
+            source,
+            scale,
+            timeline,
+        }
+    }
+
+    /// The run's policy: args resolved with the ReplicaSets' hashes, conditions parsed,
+    /// durations and query windows scaled.
+    fn policy(&self, analysis: &MergedAnalysis, name: &str, h: &Hashes) -> Result<RunPolicy, String> {
+        let args: BTreeMap<String, String> = analysis
+            .arg_values(&self.rollout, &h.stable.0, &h.latest.0)
+            .map_err(|e| format!("Unable to resolve metric arguments: {e}"))?;
+        let metrics = analysis
+            .resolve(&args)?
+            .into_iter()
+            .map(|m| self.metric(analysis, m))
+            .collect::<Result<Vec<_>, String>>()?;
+        let policy = RunPolicy {
+            name: name.to_string(),
+            metrics,
+        };
+        validate(&policy).map_err(|e| format!("Analysis spec invalid: {e}"))?;
+        Ok(policy)
+    }
+
+    fn metric(&self, analysis: &MergedAnalysis, m: ResolvedMetric) -> Result<MetricPolicy, String> {
+        let parse = |c: &Option<String>| -> Result<Option<Condition>, String> {
+            c.as_deref()
+                .map(|src| Condition::parse(src).map_err(|e| format!("metric {:?}: {e}", m.name)))
+                .transpose()
+        };
+        Ok(MetricPolicy {
+            count: effective_count(Some(m.count), m.interval),
+            interval: m.interval.map(|d| self.scale.duration(d)),
+            initial_delay: self.scale.duration(m.initial_delay),
+            failure_limit: m.failure_limit,
+            inconclusive_limit: m.inconclusive_limit,
+            consecutive_error_limit: m.consecutive_error_limit,
+            consecutive_success_limit: m.consecutive_success_limit,
+            success: parse(&m.success_condition)?,
+            failure: parse(&m.failure_condition)?,
+            query: self.scale.promql(&m.prometheus.query),
+            timeout: m.prometheus.timeout,
+            dry_run: analysis.is_dry_run(&m.name),
+            name: m.name,
+        })
+    }
+}
+
+impl<S: MetricSource + Clone> RunFactory for AnalysisRuns<S> {
+    type Run = LiveRun<S>;
+
+    fn create(&self, analysis: usize, name: &str, hashes: &Hashes) -> Result<LiveRun<S>, String> {
+        let merged = self
+            .analyses
+            .get(analysis)
+            .ok_or_else(|| format!("no analysis number {analysis}"))?;
+        let now = Instant::now();
+        // A run whose args or spec do not resolve exists, in phase Error, as Argo creates it.
+        let run = match self.policy(merged, name, hashes) {
+            Ok(policy) => AnalysisRun::new(policy, now),
+            Err(e) => AnalysisRun::errored(
+                RunPolicy {
+                    name: name.to_string(),
+                    metrics: vec![],
+                },
+                e,
+                now,
+            ),
+        };
+        Ok(LiveRun {
+            run,
+            source: self.source.clone(),
+            timeline: self.timeline.clone(),
+        })
+    }
+}
+
+/// One AnalysisRun and where its measurements come from.
+pub struct LiveRun<S> {
+    run: AnalysisRun,
+    source: S,
+    timeline: Timeline,
+}
+
+impl<S> LiveRun<S> {
+    pub fn analysis(&self) -> &AnalysisRun {
+        &self.run
+    }
+
+    fn publish(&self, events: Vec<crate::controller::analysis::AnalysisEvent>) {
+        for e in events {
+            self.timeline.emit(
+                Source::Analysis,
+                e.reason(),
+                format!("{}: {}", self.run.policy().name, e.message()),
+                serde_json::json!({"run": self.run.policy().name, "warning": e.is_warning()}),
+            );
+        }
+    }
+}
+
+impl<S: MetricSource + Clone> Run for LiveRun<S> {
+    /// Takes every due measurement together, as one reconcile of Argo's analysis controller.
+    async fn advance(&mut self) {
+        let due = self.run.due(Instant::now());
+        if due.is_empty() {
+            return;
+        }
+        let mut readings = Vec::with_capacity(due.len());
+        for metric in due {
+            let policy = &self.run.policy().metrics[metric];
+            let started_at = Instant::now();
+            let outcome = self.source.measure(&policy.query, policy.timeout).await;
+            readings.push(Reading {
+                metric,
+                outcome,
+                started_at,
+                finished_at: Instant::now(),
+            });
+        }
+        let measured: Vec<usize> = readings.iter().map(|r| r.metric).collect();
+        let events = self.run.record_all(readings);
+        for metric in measured {
+            let name = &self.run.policy().metrics[metric].name;
+            if let Some(m) = self.run.result(metric).and_then(|r| r.last_measurement()) {
+                self.timeline.emit(
+                    Source::Analysis,
+                    "measurement",
+                    format!(
+                        "{name}: {} {}{}",
+                        m.phase,
+                        m.value.as_deref().unwrap_or("-"),
+                        if m.message.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" ({})", m.message)
+                        }
+                    ),
+                    serde_json::json!({
+                        "run": self.run.policy().name,
+                        "metric": name,
+                        "phase": m.phase.as_str(),
+                        "value": m.value,
+                        "message": m.message,
+                    }),
+                );
+            }
+        }
+        self.publish(events);
+    }
+
+    fn phase(&self) -> RunPhase {
+        match self.run.phase() {
+            AnalysisPhase::Pending => RunPhase::Pending,
+            AnalysisPhase::Running => RunPhase::Running,
+            AnalysisPhase::Successful => RunPhase::Successful,
+            AnalysisPhase::Failed => RunPhase::Failed,
+            AnalysisPhase::Error => RunPhase::Error,
+            AnalysisPhase::Inconclusive => RunPhase::Inconclusive,
+        }
+    }
+
+    fn message(&self) -> String {
+        self.run.message().to_string()
+    }
+
+    fn terminate(&mut self) {
+        let events = self.run.terminate(Instant::now());
+        self.publish(events);
+    }
+
+    fn next_due(&self) -> Option<Instant> {
+        self.run.next_due()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use super::*;
+    use crate::cluster::RevisionHash;
+    use crate::controller::argo::from_spec::from_spec;
+    use crate::controller::expr::MetricValue;
+
+    /// Answers every query from a script keyed by a substring of the query; records queries.
+    #[derive(Clone, Default)]
+    struct Scripted {
+        answers: Arc<Mutex<Vec<(String, Result<MetricValue, String>)>>>,
+        asked: Arc<Mutex<Vec<String>>>,
+    }
+
+    impl MetricSource for Scripted {
+        async fn measure(&self, query: &str, _: Duration) -> Result<MetricValue, String> {
+            self.asked.lock().unwrap().push(query.to_string());
+            self.answers
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|(k, _)| query.contains(k.as_str()))
+                .map(|(_, v)| v.clone())
+                .unwrap_or(Ok(MetricValue::Vector(vec![])))
+        }
+    }
+
+    fn factory(scale: f64, source: Scripted) -> AnalysisRuns<Scripted> {
+        let m = crate::spec::load_target(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/apps/argo"),
+        )
+        .unwrap();
+        let scale = TimeScale::new(scale).unwrap();
+        let e = from_spec(&m, &m.rollouts[0], scale).unwrap();
+        AnalysisRuns::new(m.rollouts[0].clone(), e.analyses, source, scale, Timeline::new())
+    }
+
+    fn hashes() -> Hashes {
+        Hashes {
+            stable: RevisionHash("stablehash".into()),
+            latest: RevisionHash("canaryhash".into()),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn args_are_substituted_and_windows_scaled() {
+        let source = Scripted::default();
+        let f = factory(0.5, source.clone());
+        let mut run = f.create(0, "sample-app-canaryhash-2", &hashes()).unwrap();
+        assert_eq!(run.phase(), RunPhase::Running);
+        run.advance().await;
+        let asked = source.asked.lock().unwrap().clone();
+        assert_eq!(asked.len(), 4, "all four metrics measure at once: {asked:?}");
+        assert!(asked[0].contains(r#"namespace="default",ingress="sample-app""#), "{}", asked[0]);
+        assert!(asked[0].contains("[15s]"), "30s scaled by 0.5: {}", asked[0]);
+        assert!(asked[1].contains(r#"pod=~"sample-app-canaryhash-.*""#), "{}", asked[1]);
+        // Interval 10 s × 0.5.
+        assert_eq!(run.next_due(), Some(Instant::now() + Duration::from_secs(5)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_low_success_rate_fails_the_run_on_the_second_bad_window() {
+        let source = Scripted::default();
+        source
+            .answers
+            .lock()
+            .unwrap()
+            .push(("status!~".into(), Ok(MetricValue::Vector(vec![0.7]))));
+        let f = factory(1.0, source);
+        let mut run = f.create(0, "r", &hashes()).unwrap();
+        run.advance().await;
+        assert_eq!(run.phase(), RunPhase::Running, "failureLimit 1 tolerates one");
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        run.advance().await;
+        assert_eq!(run.phase(), RunPhase::Failed);
+        assert_eq!(
+            run.message(),
+            r#"Metric "success-rate" assessed Failed due to failed (2) > failureLimit (1)"#
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn termination_ends_a_healthy_background_run_successful() {
+        let f = factory(1.0, Scripted::default());
+        let mut run = f.create(0, "r", &hashes()).unwrap();
+        run.advance().await;
+        run.terminate();
+        assert_eq!(run.phase(), RunPhase::Successful);
+        assert_eq!(run.next_due(), None);
+    }
+}
