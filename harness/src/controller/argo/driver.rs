@@ -25,7 +25,16 @@ pub async fn until_decision<P: Platform, F: RunFactory>(
     loop {
         ctl.reconcile().await?;
         if let Some(d) = ctl.decision() {
-            return Ok(Some((d, start.elapsed())));
+            let at = start.elapsed();
+            // The passes the decision itself requeues (weight to 0 after an abort or a
+            // promotion) run at once in the real controller too; apply them before returning.
+            for _ in 0..5 {
+                if !ctl.wait_hint(TICK).is_zero() {
+                    break;
+                }
+                ctl.reconcile().await?;
+            }
+            return Ok(Some((d, at)));
         }
         let now = Instant::now();
         if now >= deadline {

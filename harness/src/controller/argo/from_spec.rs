@@ -117,8 +117,10 @@ mod tests {
     use super::*;
 
     fn fixture() -> Manifests {
-        crate::spec::load_target(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/apps/argo"))
-            .unwrap()
+        crate::spec::load_target(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/apps/argo"),
+        )
+        .unwrap()
     }
 
     #[test]
@@ -148,7 +150,11 @@ mod tests {
             })
         );
         assert_eq!(e.analyses.len(), 1);
-        let names: Vec<&str> = e.analyses[0].metrics.iter().map(|m| m.name.as_str()).collect();
+        let names: Vec<&str> = e.analyses[0]
+            .metrics
+            .iter()
+            .map(|m| m.name.as_str())
+            .collect();
         assert_eq!(names, ["success-rate", "p95-latency", "memory", "restarts"]);
         assert_eq!(p.max_weight(), 100);
     }

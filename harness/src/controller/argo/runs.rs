@@ -16,8 +16,8 @@ use crate::controller::analysis::{
 };
 use crate::controller::expr::Condition;
 use crate::controller::timescale::TimeScale;
-use crate::spec::argo::{MergedAnalysis, ResolvedMetric, Rollout};
 use crate::spec::Manifest;
+use crate::spec::argo::{MergedAnalysis, ResolvedMetric, Rollout};
 use crate::timeline::{Source, Timeline};
 
 /// Creates live runs of a Rollout's analyses.
@@ -49,7 +49,12 @@ impl<S: MetricSource + Clone> AnalysisRuns<S> {
 
     /// The run's policy: args resolved with the ReplicaSets' hashes, conditions parsed,
     /// durations and query windows scaled.
-    fn policy(&self, analysis: &MergedAnalysis, name: &str, h: &Hashes) -> Result<RunPolicy, String> {
+    fn policy(
+        &self,
+        analysis: &MergedAnalysis,
+        name: &str,
+        h: &Hashes,
+    ) -> Result<RunPolicy, String> {
         let args: BTreeMap<String, String> = analysis
             .arg_values(&self.rollout, &h.stable.0, &h.latest.0)
             .map_err(|e| format!("Unable to resolve metric arguments: {e}"))?;
@@ -256,7 +261,13 @@ mod tests {
         .unwrap();
         let scale = TimeScale::new(scale).unwrap();
         let e = from_spec(&m, &m.rollouts[0], scale).unwrap();
-        AnalysisRuns::new(m.rollouts[0].clone(), e.analyses, source, scale, Timeline::new())
+        AnalysisRuns::new(
+            m.rollouts[0].clone(),
+            e.analyses,
+            source,
+            scale,
+            Timeline::new(),
+        )
     }
 
     fn hashes() -> Hashes {
@@ -274,12 +285,31 @@ mod tests {
         assert_eq!(run.phase(), RunPhase::Running);
         run.advance().await;
         let asked = source.asked.lock().unwrap().clone();
-        assert_eq!(asked.len(), 4, "all four metrics measure at once: {asked:?}");
-        assert!(asked[0].contains(r#"namespace="default",ingress="sample-app""#), "{}", asked[0]);
-        assert!(asked[0].contains("[15s]"), "30s scaled by 0.5: {}", asked[0]);
-        assert!(asked[1].contains(r#"pod=~"sample-app-canaryhash-.*""#), "{}", asked[1]);
+        assert_eq!(
+            asked.len(),
+            4,
+            "all four metrics measure at once: {asked:?}"
+        );
+        assert!(
+            asked[0].contains(r#"namespace="default",ingress="sample-app""#),
+            "{}",
+            asked[0]
+        );
+        assert!(
+            asked[0].contains("[15s]"),
+            "30s scaled by 0.5: {}",
+            asked[0]
+        );
+        assert!(
+            asked[1].contains(r#"pod=~"sample-app-canaryhash-.*""#),
+            "{}",
+            asked[1]
+        );
         // Interval 10 s × 0.5.
-        assert_eq!(run.next_due(), Some(Instant::now() + Duration::from_secs(5)));
+        assert_eq!(
+            run.next_due(),
+            Some(Instant::now() + Duration::from_secs(5))
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -293,7 +323,11 @@ mod tests {
         let f = factory(1.0, source);
         let mut run = f.create(0, "r", &hashes()).unwrap();
         run.advance().await;
-        assert_eq!(run.phase(), RunPhase::Running, "failureLimit 1 tolerates one");
+        assert_eq!(
+            run.phase(),
+            RunPhase::Running,
+            "failureLimit 1 tolerates one"
+        );
         tokio::time::sleep(Duration::from_secs(10)).await;
         run.advance().await;
         assert_eq!(run.phase(), RunPhase::Failed);
