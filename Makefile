@@ -4,7 +4,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: demo test deps build e2e chaos gate fmt lint
+.PHONY: demo up test deps build e2e chaos fmt lint
 
 # Debian packages the local backend runs: a real nginx and a real Prometheus.
 deps:
@@ -13,9 +13,14 @@ deps:
 build:
 	$(CARGO) build --workspace --bins
 
-# The main job on the local backend: bring the sample app up behind nginx with Prometheus
-# scraping it, print where to reach them, and hold until Ctrl-C.
+# The main job on the local backend: every Argo scenario of suites/argo (a healthy release
+# promoted; 500s, latency, a memory leak and a crash loop rolled back; a grey-zone release
+# paused), two at a time, each on its own stack, then the summary table.
 demo: deps build
+	./target/debug/gauntlet run suites/argo --parallel 2
+
+# The stack alone, with the sample app's baseline, until Ctrl-C.
+up: deps build
 	./target/debug/gauntlet up --backend local --target fixtures/apps/argo
 
 test: deps
@@ -23,10 +28,10 @@ test: deps
 
 # Real clusters (needs Docker, kind and network); not runnable on the development machines.
 e2e:
-	GAUNTLET_BACKEND=kind $(CARGO) test --workspace --test suites
+	GAUNTLET_BACKEND=kind $(CARGO) test -p gauntlet --test suites
 
 chaos: deps
-	$(CARGO) test --workspace --test suites -- --ignored
+	$(CARGO) test -p gauntlet --test suites -- --ignored
 
 fmt:
 	$(CARGO) fmt --all

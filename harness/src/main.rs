@@ -74,16 +74,19 @@ struct RunArgs {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run scenarios and check their expectations [not yet implemented].
+    /// Run scenarios and check their expectations (nightly-tagged ones only with --tag nightly).
     Run(RunArgs),
-    /// Check scenario files and the manifests they target, without running them [not yet implemented].
+    /// Check scenario files, the manifests they target and their budgets, without running them.
     Validate {
         #[arg(default_value = "suites")]
         paths: Vec<PathBuf>,
         #[arg(long, value_enum, default_value_t = Backend::Local)]
         backend: Backend,
+        /// Check budgets at this time scale instead of the files' own.
+        #[arg(long, value_name = "F")]
+        time_scale: Option<f64>,
     },
-    /// List the scenarios found [not yet implemented].
+    /// List the scenarios found.
     List {
         #[arg(default_value = "suites")]
         paths: Vec<PathBuf>,
@@ -146,9 +149,28 @@ async fn dispatch(command: Command) -> Exit {
         } => gauntlet::cli::up_local(&target).await,
         Command::Up { backend, .. } => not_yet(&format!("up --backend {backend:?}")),
         Command::Down { backend } => not_yet(&format!("down --backend {backend:?}")),
-        Command::Run(_) => not_yet("run"),
-        Command::Validate { .. } => not_yet("validate"),
-        Command::List { .. } => not_yet("list"),
+        Command::Run(a) if a.backend == Backend::Local => {
+            gauntlet::cli::run(gauntlet::cli::RunRequest {
+                paths: a.paths,
+                filter: a.filter,
+                tag: a.tag,
+                time_scale: a.time_scale,
+                parallel: a.parallel,
+                seed: a.seed,
+                json: a.json,
+                junit: a.junit,
+                artifacts: a.artifacts,
+            })
+            .await
+        }
+        Command::Run(a) => not_yet(&format!("run --backend {:?}", a.backend)),
+        Command::Validate {
+            paths,
+            backend: Backend::Local,
+            time_scale,
+        } => gauntlet::cli::validate(&paths, time_scale),
+        Command::Validate { backend, .. } => not_yet(&format!("validate --backend {backend:?}")),
+        Command::List { paths } => gauntlet::cli::list(&paths),
     }
 }
 

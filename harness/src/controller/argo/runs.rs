@@ -46,53 +46,61 @@ impl<S: MetricSource + Clone> AnalysisRuns<S> {
             timeline,
         }
     }
+}
 
-    /// The run's policy: args resolved with the ReplicaSets' hashes, conditions parsed,
-    /// durations and query windows scaled.
-    fn policy(
-        &self,
-        analysis: &MergedAnalysis,
-        name: &str,
-        h: &Hashes,
-    ) -> Result<RunPolicy, String> {
-        let args: BTreeMap<String, String> = analysis
-            .arg_values(&self.rollout, &h.stable.0, &h.latest.0)
-            .map_err(|e| format!("Unable to resolve metric arguments: {e}"))?;
-        let metrics = analysis
-            .resolve(&args)?
-            .into_iter()
-            .map(|m| self.metric(analysis, m))
-            .collect::<Result<Vec<_>, String>>()?;
-        let policy = RunPolicy {
-            name: name.to_string(),
-            metrics,
-        };
-        validate(&policy).map_err(|e| format!("Analysis spec invalid: {e}"))?;
-        Ok(policy)
-    }
+/// The policy of a run of `analysis`: args resolved with the ReplicaSets' hashes, conditions
+/// parsed, durations and query windows scaled. Also what budgets are computed from.
+///
+/// # Errors
+/// Argo's AnalysisRun error text for args or a spec that do not resolve.
+pub fn run_policy(
+    rollout: &Manifest<Rollout>,
+    analysis: &MergedAnalysis,
+    scale: TimeScale,
+    name: &str,
+    h: &Hashes,
+) -> Result<RunPolicy, String> {
+    let args: BTreeMap<String, String> = analysis
+        .arg_values(rollout, &h.stable.0, &h.latest.0)
+        .map_err(|e| format!("Unable to resolve metric arguments: {e}"))?;
+    let metrics = analysis
+        .resolve(&args)?
+        .into_iter()
+        .map(|m| metric_policy(analysis, scale, m))
+        .collect::<Result<Vec<_>, String>>()?;
+    let policy = RunPolicy {
+        name: name.to_string(),
+        metrics,
+    };
+    validate(&policy).map_err(|e| format!("Analysis spec invalid: {e}"))?;
+    Ok(policy)
+}
 
-    fn metric(&self, analysis: &MergedAnalysis, m: ResolvedMetric) -> Result<MetricPolicy, String> {
-        let parse = |c: &Option<String>| -> Result<Option<Condition>, String> {
-            c.as_deref()
-                .map(|src| Condition::parse(src).map_err(|e| format!("metric {:?}: {e}", m.name)))
-                .transpose()
-        };
-        Ok(MetricPolicy {
-            count: effective_count(Some(m.count), m.interval),
-            interval: m.interval.map(|d| self.scale.duration(d)),
-            initial_delay: self.scale.duration(m.initial_delay),
-            failure_limit: m.failure_limit,
-            inconclusive_limit: m.inconclusive_limit,
-            consecutive_error_limit: m.consecutive_error_limit,
-            consecutive_success_limit: m.consecutive_success_limit,
-            success: parse(&m.success_condition)?,
-            failure: parse(&m.failure_condition)?,
-            query: self.scale.promql(&m.prometheus.query),
-            timeout: m.prometheus.timeout,
-            dry_run: analysis.is_dry_run(&m.name),
-            name: m.name,
-        })
-    }
+fn metric_policy(
+    analysis: &MergedAnalysis,
+    scale: TimeScale,
+    m: ResolvedMetric,
+) -> Result<MetricPolicy, String> {
+    let parse = |c: &Option<String>| -> Result<Option<Condition>, String> {
+        c.as_deref()
+            .map(|src| Condition::parse(src).map_err(|e| format!("metric {:?}: {e}", m.name)))
+            .transpose()
+    };
+    Ok(MetricPolicy {
+        count: effective_count(Some(m.count), m.interval),
+        interval: m.interval.map(|d| scale.duration(d)),
+        initial_delay: scale.duration(m.initial_delay),
+        failure_limit: m.failure_limit,
+        inconclusive_limit: m.inconclusive_limit,
+        consecutive_error_limit: m.consecutive_error_limit,
+        consecutive_success_limit: m.consecutive_success_limit,
+        success: parse(&m.success_condition)?,
+        failure: parse(&m.failure_condition)?,
+        query: scale.promql(&m.prometheus.query),
+        timeout: m.prometheus.timeout,
+        dry_run: analysis.is_dry_run(&m.name),
+        name: m.name,
+    })
 }
 
 impl<S: MetricSource + Clone> RunFactory for AnalysisRuns<S> {
@@ -105,7 +113,7 @@ impl<S: MetricSource + Clone> RunFactory for AnalysisRuns<S> {
             .ok_or_else(|| format!("no analysis number {analysis}"))?;
         let now = Instant::now();
         // A run whose args or spec do not resolve exists, in phase Error, as Argo creates it.
-        let run = match self.policy(merged, name, hashes) {
+        let run = match run_policy(&self.rollout, merged, self.scale, name, hashes) {
             Ok(policy) => AnalysisRun::new(policy, now),
             Err(e) => AnalysisRun::errored(
                 RunPolicy {

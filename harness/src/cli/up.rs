@@ -1,4 +1,4 @@
-//! What the commands do, apart from parsing them (main.rs).
+//! `gauntlet up`: a stack with the target's baseline, held until Ctrl-C.
 
 use std::path::Path;
 use std::time::Duration;
@@ -16,7 +16,7 @@ const BASELINE_WITHIN: Duration = Duration::from_secs(60);
 
 /// Resolves on the first SIGINT or SIGTERM. Installed before anything starts, so an interrupt
 /// during start-up also tears down what was started.
-async fn interrupted() -> &'static str {
+pub(crate) async fn interrupted() -> &'static str {
     let (Ok(mut int), Ok(mut term)) = (
         signal(SignalKind::interrupt()),
         signal(SignalKind::terminate()),

@@ -1,0 +1,7 @@
+//! What the commands do, apart from parsing them (main.rs).
+
+pub mod run;
+pub mod up;
+
+pub use self::run::{RunRequest, list, run, validate};
+pub use self::up::up_local;

@@ -1,0 +1,238 @@
+//! `gauntlet run`, `validate` and `list`: find scenario files, check them all before anything
+//! starts (every problem reported, exit 2), then run them, `--parallel N` at a time, each on its
+//! own stack.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio::sync::{Semaphore, watch};
+
+use crate::exit::Exit;
+use crate::report::human::{Progress, summary_table};
+use crate::report::json::write_json;
+use crate::report::junit::write_junit;
+use crate::report::model::RunReport;
+use crate::runner::{RunOptions, Status, run_scenario};
+use crate::scenario::budget::{Plan, plan};
+use crate::scenario::discover::scenario_files;
+use crate::scenario::{Scenario, ScenarioError, file};
+
+/// The options of `gauntlet run`, independent of clap.
+#[derive(Debug, Clone, Default)]
+pub struct RunRequest {
+    pub paths: Vec<PathBuf>,
+    pub filter: Option<String>,
+    pub tag: Option<String>,
+    pub time_scale: Option<f64>,
+    pub parallel: usize,
+    pub seed: Option<u64>,
+    pub json: Option<PathBuf>,
+    pub junit: Option<PathBuf>,
+    pub artifacts: Option<PathBuf>,
+}
+
+/// Loads and checks every scenario under `paths`; the selection follows `filter` and `tag`
+/// (nightly scenarios only when asked for by `--tag nightly`, as in `cargo test`).
+pub fn load_all(
+    paths: &[PathBuf],
+    seed: u64,
+    time_scale: Option<f64>,
+) -> Result<Vec<(Scenario, Plan)>, Vec<ScenarioError>> {
+    let files = scenario_files(paths)?;
+    let mut out = Vec::new();
+    let mut errors = Vec::new();
+    for f in files {
+        match file::load(&f, seed).and_then(|s| plan(&s, time_scale).map(|p| (s, p))) {
+            Ok(sp) => out.push(sp),
+            Err(e) => errors.extend(e),
+        }
+    }
+    let mut seen = std::collections::BTreeMap::new();
+    for (s, _) in &out {
+        if let Some(first) = seen.insert(s.name.clone(), s.file.clone()) {
+            errors.push(ScenarioError::new(
+                &s.file,
+                "name",
+                format!("{:?} is also the name of {}; names must be unique", s.name, first.display()),
+            ));
+        }
+    }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(errors)
+    }
+}
+
+fn selected(s: &Scenario, filter: &Option<String>, tag: &Option<String>) -> bool {
+    let by_name = filter.as_ref().is_none_or(|f| s.name.contains(f.as_str()));
+    let by_tag = match tag {
+        Some(t) => s.tags.iter().any(|x| x == t),
+        None => !s.is_nightly(),
+    };
+    by_name && by_tag
+}
+
+fn print_errors(errors: &[ScenarioError]) {
+    for e in errors {
+        eprintln!("error: {e}");
+    }
+    eprintln!(
+        "{} problem(s); nothing was run. The scenario format is in DESIGN.md §6.",
+        errors.len()
+    );
+}
+
+fn default_paths(paths: &[PathBuf]) -> Vec<PathBuf> {
+    if paths.is_empty() {
+        vec![PathBuf::from("suites")]
+    } else {
+        paths.to_vec()
+    }
+}
+
+/// `gauntlet validate`.
+pub fn validate(paths: &[PathBuf], time_scale: Option<f64>) -> Exit {
+    match load_all(&default_paths(paths), 0, time_scale) {
+        Err(e) => {
+            print_errors(&e);
+            Exit::BadInput
+        }
+        Ok(all) => {
+            for (s, p) in &all {
+                let fmt = |d: Option<std::time::Duration>| {
+                    d.map_or("never".to_string(), |d| format!("{:.1}s", d.as_secs_f64()))
+                };
+                println!(
+                    "ok  {}  ({}): expects {} within {:.0}s; fastest possible: promoted {}, rolled-back {}, paused {}",
+                    s.name,
+                    s.file.display(),
+                    s.outcome,
+                    s.within.as_secs_f64(),
+                    fmt(p.fastest.promoted),
+                    fmt(p.fastest.rolled_back),
+                    fmt(p.fastest.paused)
+                );
+            }
+            Exit::Passed
+        }
+    }
+}
+
+/// `gauntlet list`.
+pub fn list(paths: &[PathBuf]) -> Exit {
+    match load_all(&default_paths(paths), 0, None) {
+        Err(e) => {
+            print_errors(&e);
+            Exit::BadInput
+        }
+        Ok(all) => {
+            for (s, _) in &all {
+                let tags = if s.tags.is_empty() {
+                    String::new()
+                } else {
+                    format!(" [{}]", s.tags.join(", "))
+                };
+                println!("{}{tags}  {}", s.name, s.file.display());
+            }
+            Exit::Passed
+        }
+    }
+}
+
+/// `gauntlet run`.
+pub async fn run(req: RunRequest) -> Exit {
+    let seed = req.seed.unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0)
+    });
+    let all = match load_all(&default_paths(&req.paths), seed, req.time_scale) {
+        Ok(a) => a,
+        Err(e) => {
+            print_errors(&e);
+            return Exit::BadInput;
+        }
+    };
+    let chosen: Vec<(Scenario, Plan)> = all
+        .into_iter()
+        .filter(|(s, _)| selected(s, &req.filter, &req.tag))
+        .collect();
+    if chosen.is_empty() {
+        eprintln!("error: no scenario matches (nightly ones run only with --tag nightly)");
+        return Exit::BadInput;
+    }
+    if let Err(e) = crate::cluster::local::Binaries::locate() {
+        eprintln!("error: {e}");
+        return Exit::Infra;
+    }
+    eprintln!(
+        "running {} scenario(s), {} at a time, seed {seed} (rerun with --seed {seed})",
+        chosen.len(),
+        req.parallel.max(1)
+    );
+    let started_at = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let signals = tokio::spawn(async move {
+        let why = crate::cli::up::interrupted().await;
+        eprintln!("{why}: stopping; reports and artifacts are still written");
+        let _ = stop_tx.send(true);
+    });
+    let opts = RunOptions {
+        seed,
+        artifacts: req.artifacts.clone(),
+        stop: stop_rx,
+    };
+    let progress = Arc::new(Progress::auto());
+    let gate = Arc::new(Semaphore::new(req.parallel.max(1)));
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, (s, p)) in chosen.into_iter().enumerate() {
+        let (gate, opts, progress) = (gate.clone(), opts.clone(), progress.clone());
+        tasks.spawn(async move {
+            let _permit = gate.acquire_owned().await;
+            let line = progress.start(&s.name);
+            (i, run_scenario(&s, &p, &opts, Some(&line)).await)
+        });
+    }
+    let mut finished = Vec::new();
+    while let Some(r) = tasks.join_next().await {
+        match r {
+            Ok(f) => finished.push(f),
+            Err(e) => {
+                eprintln!("error: a scenario task failed: {e}");
+                return Exit::Infra;
+            }
+        }
+    }
+    signals.abort();
+    finished.sort_by_key(|(i, _)| *i);
+    let statuses: Vec<Status> = finished.iter().map(|(_, f)| f.status).collect();
+    let report = RunReport {
+        version: env!("CARGO_PKG_VERSION").into(),
+        backend: "local".into(),
+        started_at,
+        scenarios: finished.into_iter().map(|(_, f)| f.report).collect(),
+    };
+    println!("{}", summary_table(&report));
+    let mut exit = if statuses.iter().any(|s| matches!(s, Status::Infra | Status::Interrupted)) {
+        Exit::Infra
+    } else if statuses.contains(&Status::Failed) {
+        Exit::Failed
+    } else {
+        Exit::Passed
+    };
+    if let Some(path) = &req.json
+        && let Err(e) = write_json(path, &report)
+    {
+        eprintln!("error: writing {}: {e}", path.display());
+        exit = Exit::Infra;
+    }
+    if let Some(path) = &req.junit
+        && let Err(e) = write_junit(path, &report)
+    {
+        eprintln!("error: writing {}: {e}", path.display());
+        exit = Exit::Infra;
+    }
+    exit
+}

@@ -1,0 +1,471 @@
+//! The load generator: goose embedded in-process, `GET /` through the ingress at a fixed rate.
+//!
+//! Goose schedules the users and throttles them (`ThrottleRequests`, its leaky bucket shared by
+//! all users). Each request itself is ours: the transaction takes a throttle token, sends with the
+//! user's reqwest client through [`client::send`] (the resend rule of real clients), reads the body
+//! fully, and counts the outcome per version in [`Recorder`]. Goose's own request metrics are
+//! not used.
+//!
+//! Stopping early: goose 0.19 has no per-attack stop (its killswitch is process-global, so it
+//! would stop every other load in the process, and each new attack resets it). Instead every user
+//! *retires* itself: once `stop()` is called, the transaction cancels its in-flight request or
+//! throttle wait and sends the user's index on goose's `shutdown_channel`, the path by which a
+//! user that ran out of iterations reports. When all users have reported, goose cancels the attack
+//! itself (Exit to every user, `execute()` returns). This takes at most one turn of goose's
+//! 500 ms main loop. If goose were still not done 5 s after `stop()`, its task is aborted; the
+//! users then stay retired (they send nothing more).
+//!
+//! Output: goose prints "All N users launched." to stdout only with `NoResetMetrics` (or with
+//! metrics printing on), so the defaults are kept: goose resets its metrics after the ramp (they
+//! are unused) and prints nothing to stdout. Its log records go through the `log` crate: with a
+//! `tracing` subscriber installed first they arrive as `goose::*` targets; otherwise goose installs
+//! simplelog at warn level (our configuration logs no warnings).
+
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use goose::config::GooseConfiguration;
+use goose::prelude::*;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use super::client;
+use super::sigint;
+use super::stats::{LoadStats, NO_VERSION, Outcome, Recorder, timeline_origin};
+use crate::timeline::{Source, Timeline};
+
+/// How hard to load the target.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LoadSpec {
+    /// Requests per second, > 0. Goose throttles to whole requests per second: a fractional rate
+    /// is rounded, with a minimum of 1.
+    pub rate: f64,
+    /// Goose users, >= 1: the most requests in flight at once (each user sends one at a time).
+    pub connections: u32,
+    /// Kept for the scenario's reproducibility record; the load has no randomness of its own
+    /// (every request is `GET /`, goose's scheduling is round-robin and throttled).
+    pub seed: u64,
+}
+
+/// Why a load could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("load rate must be a positive number of requests per second, got {0}")]
+    BadRate(f64),
+    #[error("load needs at least one connection, got 0")]
+    NoConnections,
+    #[error("load target {url:?} is not an http(s) base URL: {reason}")]
+    BadUrl { url: String, reason: String },
+    #[error("goose refused the load configuration: {0}")]
+    Config(String),
+    #[error("goose stopped before sending its first request: {0}")]
+    Failed(String),
+    #[error("goose did not send its first request within {0:?}")]
+    StartTimeout(Duration),
+}
+
+/// Per-request timeout; a request that takes longer counts as a transport error.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long `start()` waits for goose's first request.
+const START_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long `stop()` waits for goose to wind down before aborting it.
+const STOP_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often windows are closed when no request does it.
+const TICK: Duration = Duration::from_millis(100);
+
+/// State shared by the transaction, the ticker and the [`Load`] handle.
+struct Shared {
+    url: reqwest::Url,
+    recorder: Mutex<Recorder>,
+    /// `true` once `stop()` (or drop) asked the users to retire.
+    stop: watch::Sender<bool>,
+    /// `true` once the first transaction ran (goose initialized, users running).
+    started: watch::Sender<bool>,
+}
+
+impl Shared {
+    fn recorder(&self) -> std::sync::MutexGuard<'_, Recorder> {
+        // Counting cannot panic half-way through an update; a poisoned lock is still usable.
+        self.recorder.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A running load. Dropping it without `stop()` still winds goose down in the background.
+pub struct Load {
+    shared: Arc<Shared>,
+    timeline: Timeline,
+    attack: Option<JoinHandle<Result<(), String>>>,
+    ticker: JoinHandle<()>,
+}
+
+impl Load {
+    /// Starts goose against `base_url` (e.g. `http://127.0.0.1:PORT`), `GET /` repeatedly,
+    /// throttled to `spec.rate`. Returns once the first request is under way.
+    pub async fn start(
+        base_url: &str,
+        spec: LoadSpec,
+        timeline: Timeline,
+    ) -> Result<Load, LoadError> {
+        if !(spec.rate.is_finite() && spec.rate > 0.0) {
+            return Err(LoadError::BadRate(spec.rate));
+        }
+        if spec.connections == 0 {
+            return Err(LoadError::NoConnections);
+        }
+        let bad_url = |reason: String| LoadError::BadUrl {
+            url: base_url.to_string(),
+            reason,
+        };
+        let base = reqwest::Url::parse(base_url).map_err(|e| bad_url(e.to_string()))?;
+        if !matches!(base.scheme(), "http" | "https") || base.host_str().is_none() {
+            return Err(bad_url("needs http:// or https:// and a host".into()));
+        }
+        let url = base.join("/").map_err(|e| bad_url(e.to_string()))?;
+        let host = base.origin().ascii_serialization();
+        let throttle = throttle_for(spec.rate);
+        let users = spec.connections as usize;
+
+        timeline.emit(
+            Source::Load,
+            "start",
+            format!("load: GET {url} at {throttle} requests/s over {users} connection(s)",),
+            serde_json::json!({
+                "url": url.as_str(),
+                "rate": spec.rate,
+                "throttle": throttle,
+                "connections": spec.connections,
+                "seed": spec.seed,
+            }),
+        );
+        let origin = timeline_origin(&timeline);
+
+        let (stop, _) = watch::channel(false);
+        let (started, _) = watch::channel(false);
+        let shared = Arc::new(Shared {
+            url,
+            recorder: Mutex::new(Recorder::new(timeline.clone(), origin)),
+            stop,
+            started,
+        });
+
+        let attack = configure(&host, users, throttle, transaction(shared.clone()))
+            .map_err(|e| LoadError::Config(e.to_string()))?;
+
+        let guard = sigint::before_goose().await;
+        let mut started_rx = shared.started.subscribe();
+        let mut task = tokio::spawn(run_attack(attack, shared.clone(), timeline.clone()));
+        let outcome = tokio::time::timeout(START_TIMEOUT, async {
+            tokio::select! {
+                biased;
+                _ = started_rx.wait_for(|s| *s) => Ok(()),
+                ended = &mut task => Err(match ended {
+                    Ok(Ok(())) => "the attack ended at once".to_string(),
+                    Ok(Err(e)) => e,
+                    Err(e) => format!("the attack task failed: {e}"),
+                }),
+            }
+        })
+        .await;
+        if let Some(guard) = guard {
+            guard.after_goose(*shared.started.borrow());
+        }
+        let fail = |e: LoadError| {
+            shared.stop.send_replace(true);
+            task.abort();
+            Err(e)
+        };
+        match outcome {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return fail(LoadError::Failed(e)),
+            Err(_) => return fail(LoadError::StartTimeout(START_TIMEOUT)),
+        }
+
+        let ticker = tokio::spawn(tick(shared.clone()));
+        Ok(Load {
+            shared,
+            timeline,
+            attack: Some(task),
+            ticker,
+        })
+    }
+
+    /// Statistics so far; the current window is included as a partial one.
+    pub fn snapshot(&self) -> LoadStats {
+        self.shared.recorder().stats(Instant::now())
+    }
+
+    /// Stops the attack (within about 5 s even if requests hang: in-flight requests are
+    /// cancelled and not counted) and returns the final statistics.
+    pub async fn stop(mut self) -> LoadStats {
+        self.shared.stop.send_replace(true);
+        if let Some(mut task) = self.attack.take() {
+            match tokio::time::timeout(STOP_TIMEOUT, &mut task).await {
+                Ok(Ok(Ok(()))) => {}
+                Ok(Ok(Err(e))) => tracing::warn!("goose ended with an error: {e}"),
+                Ok(Err(e)) => tracing::warn!("goose's task failed: {e}"),
+                Err(_) => {
+                    tracing::warn!("goose did not stop within {STOP_TIMEOUT:?}; aborting it");
+                    task.abort();
+                }
+            }
+        }
+        self.ticker.abort();
+        let now = Instant::now();
+        let stats = {
+            let mut recorder = self.shared.recorder();
+            recorder.finish(now);
+            recorder.stats(now)
+        };
+        let all = stats.total_between(f64::NEG_INFINITY, f64::INFINITY);
+        self.timeline.emit(
+            Source::Load,
+            "stop",
+            format!(
+                "load stopped: {} requests, {} errors, {:.1} requests/s, {} resent",
+                all.requests,
+                all.errors,
+                stats.measured_rate(),
+                stats.resent
+            ),
+            serde_json::json!({
+                "requests": all.requests,
+                "errors": all.errors,
+                "transport_errors": all.transport_errors,
+                "measured_rate": stats.measured_rate(),
+                "resent": stats.resent,
+            }),
+        );
+        stats
+    }
+}
+
+impl Drop for Load {
+    fn drop(&mut self) {
+        // Without stop(): retire the users so goose ends by itself; nothing is awaited here.
+        self.shared.stop.send_replace(true);
+        self.ticker.abort();
+    }
+}
+
+/// Goose's throttle in whole requests per second: rounded, at least 1.
+fn throttle_for(rate: f64) -> usize {
+    (rate.round() as usize).max(1)
+}
+
+/// The goose attack: one scenario, one transaction, `users` users hatched at once, throttled,
+/// no controllers, no reports, nothing printed, no run time (it runs until the users retire).
+fn configure(
+    host: &str,
+    users: usize,
+    throttle: usize,
+    transaction: TransactionFunction,
+) -> Result<GooseAttack, GooseError> {
+    let hatch_rate = (users * 20).max(100).to_string();
+    Ok(
+        *GooseAttack::initialize_with_config(GooseConfiguration::default())?
+            .register_scenario(
+                Scenario::new("gauntlet-load")
+                    .register_transaction(Transaction::new(transaction).set_name("GET /")),
+            )
+            .set_default(GooseDefault::Host, host)?
+            .set_default(GooseDefault::Users, users)?
+            .set_default(GooseDefault::IncreaseRate, hatch_rate.as_str())?
+            .set_default(GooseDefault::ThrottleRequests, throttle)?
+            .set_default(GooseDefault::NoTelnet, true)?
+            .set_default(GooseDefault::NoPrintMetrics, true)?
+            .set_default(GooseDefault::NoErrorSummary, true)?
+            .set_default(GooseDefault::Quiet, 1)?,
+    )
+}
+
+/// Runs the attack to its end; tells the timeline if it ended without being asked to.
+async fn run_attack(
+    attack: GooseAttack,
+    shared: Arc<Shared>,
+    timeline: Timeline,
+) -> Result<(), String> {
+    let result = attack
+        .execute()
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string());
+    if !*shared.stop.borrow() && *shared.started.borrow() {
+        let why = match &result {
+            Ok(()) => "goose ended the attack on its own (killswitch?)".to_string(),
+            Err(e) => format!("goose failed: {e}"),
+        };
+        timeline.emit(Source::Load, "ended", why, serde_json::Value::Null);
+    }
+    result
+}
+
+/// Closes windows on time when no request does.
+async fn tick(shared: Arc<Shared>) {
+    let mut interval = tokio::time::interval(TICK);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        shared.recorder().advance(Instant::now());
+    }
+}
+
+type TransactionFuture<'r> =
+    Pin<Box<dyn std::future::Future<Output = TransactionResult> + Send + 'r>>;
+
+fn transaction(shared: Arc<Shared>) -> TransactionFunction {
+    Arc::new(move |user: &mut GooseUser| -> TransactionFuture<'_> {
+        let shared = shared.clone();
+        Box::pin(async move {
+            one_request(user, &shared).await;
+            Ok(())
+        })
+    })
+}
+
+/// One iteration of a user: a throttled `GET /`, counted; or, once stopping, retiring the user.
+async fn one_request(user: &mut GooseUser, shared: &Shared) {
+    let mut stop = shared.stop.subscribe();
+    let retire = |user: &GooseUser| {
+        if let Some(channel) = &user.shutdown_channel {
+            // The index is unique per user; goose counts distinct reports.
+            let _ = channel.send(user.weighted_users_index + 1);
+        }
+    };
+    if *stop.borrow_and_update() {
+        retire(user);
+        // Goose sends Exit within one turn of its 500 ms loop; don't spin meanwhile.
+        tokio::time::sleep(Duration::from_millis(25)).await;
+        return;
+    }
+    shared
+        .started
+        .send_if_modified(|s| !std::mem::replace(s, true));
+
+    let throttle = if user.is_throttled {
+        user.throttle.clone()
+    } else {
+        None
+    };
+    let request = user.client.get(shared.url.clone()).timeout(REQUEST_TIMEOUT);
+    let work = async move {
+        // Goose's throttle: a token into its leaky bucket before each request. Goose always
+        // gives users the bucket since ThrottleRequests >= 1; an Err means the attack ended.
+        if let Some(bucket) = throttle
+            && bucket.send_async(true).await.is_err()
+        {
+            return None;
+        }
+        let sent_at = Instant::now();
+        let (version, outcome, resent) = match client::send(request).await {
+            Ok(sent) => {
+                let status = sent.response.status().as_u16();
+                let version = sent
+                    .response
+                    .headers()
+                    .get("x-app-version")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::trim)
+                    .filter(|v| !v.is_empty())
+                    .unwrap_or(NO_VERSION)
+                    .to_string();
+                // Read the body to its end so the connection can be reused.
+                let outcome = match sent.response.bytes().await {
+                    Ok(_) => Outcome::Answered {
+                        status,
+                        latency: sent_at.elapsed(),
+                    },
+                    Err(_) => Outcome::NoAnswer,
+                };
+                (version, outcome, sent.resent)
+            }
+            // A closed-before-response error after send() means the resend was made and failed
+            // the same way (the rule resends every GET once).
+            Err(e) => (
+                NO_VERSION.to_string(),
+                Outcome::NoAnswer,
+                client::closed_before_response(&e),
+            ),
+        };
+        Some((version, outcome, resent))
+    };
+    tokio::select! {
+        biased;
+        _ = stop.wait_for(|s| *s) => retire(user),
+        done = work => {
+            if let Some((version, outcome, resent)) = done {
+                let mut recorder = shared.recorder();
+                if resent {
+                    recorder.count_resend();
+                }
+                recorder.record(Instant::now(), &version, outcome);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn throttle_rounds_with_a_minimum_of_one() {
+        assert_eq!(throttle_for(50.0), 50);
+        assert_eq!(throttle_for(33.4), 33);
+        assert_eq!(throttle_for(33.5), 34);
+        assert_eq!(throttle_for(0.2), 1);
+    }
+
+    #[tokio::test]
+    async fn bad_specs_are_refused_with_clear_errors() {
+        let spec = LoadSpec {
+            rate: 10.0,
+            connections: 1,
+            seed: 0,
+        };
+        let tl = Timeline::new();
+        let e = Load::start(
+            "http://127.0.0.1:1",
+            LoadSpec { rate: 0.0, ..spec },
+            tl.clone(),
+        )
+        .await
+        .err()
+        .unwrap();
+        assert!(matches!(e, LoadError::BadRate(_)), "{e}");
+        let e = Load::start(
+            "http://127.0.0.1:1",
+            LoadSpec {
+                rate: f64::NAN,
+                ..spec
+            },
+            tl.clone(),
+        )
+        .await
+        .err()
+        .unwrap();
+        assert!(matches!(e, LoadError::BadRate(_)), "{e}");
+        let e = Load::start(
+            "http://127.0.0.1:1",
+            LoadSpec {
+                connections: 0,
+                ..spec
+            },
+            tl.clone(),
+        )
+        .await
+        .err()
+        .unwrap();
+        assert!(matches!(e, LoadError::NoConnections), "{e}");
+        for url in ["127.0.0.1:8080", "ftp://x/", "not a url"] {
+            let e = Load::start(url, spec, tl.clone()).await.err().unwrap();
+            assert!(matches!(e, LoadError::BadUrl { .. }), "{url}: {e}");
+            assert!(e.to_string().contains(url), "{e}");
+        }
+        assert!(
+            tl.snapshot().is_empty(),
+            "nothing started, nothing recorded"
+        );
+    }
+}

@@ -1,0 +1,114 @@
+//! A two-scenario run (one pass, one fail) shared by the renderers' tests.
+
+use std::collections::BTreeMap;
+
+use serde_json::json;
+
+use super::model::{ClientReport, Expected, RunReport, ScenarioReport, VersionCount};
+use crate::timeline::{Event, Source};
+
+pub(crate) fn event(t_s: f64, source: Source, kind: &str, message: &str) -> Event {
+    Event {
+        t_s,
+        source,
+        kind: kind.into(),
+        message: message.into(),
+        data: serde_json::Value::Null,
+        at: tokio::time::Instant::now(),
+    }
+}
+
+pub(crate) fn passed() -> ScenarioReport {
+    let mut by_version = BTreeMap::new();
+    by_version.insert(
+        "1.0.0".to_string(),
+        VersionCount {
+            requests: 900,
+            errors: 0,
+        },
+    );
+    by_version.insert(
+        "2.0.0".to_string(),
+        VersionCount {
+            requests: 100,
+            errors: 21,
+        },
+    );
+    let mut weight = event(12.0, Source::Router, "weight", "canary weight 20");
+    weight.data = json!({"weight": 20});
+    ScenarioReport {
+        name: "argo-rollback-on-500s".into(),
+        file: "suites/argo/rollback.yaml".into(),
+        controller: "argo".into(),
+        passed: true,
+        failure: None,
+        expected: Expected {
+            outcome: "rolled-back".into(),
+            within_s: 90.0,
+            client_error_max: 0.05,
+        },
+        outcome: Some("rolled-back".into()),
+        decision_s: Some(41.25),
+        elapsed_s: 63.5,
+        client: ClientReport {
+            requests: 1000,
+            errors: 21,
+            error_rate: 0.021,
+            p95_ms: 12.5,
+            by_version,
+        },
+        timeline: vec![
+            event(-5.0, Source::Harness, "provisioned", "stack up"),
+            event(0.0, Source::Harness, "release", "release 2.0.0"),
+            weight,
+            event(41.25, Source::Controller, "degraded", "rollout aborted"),
+        ],
+    }
+}
+
+pub(crate) fn failed() -> ScenarioReport {
+    let timeline = (0..40)
+        .map(|i| {
+            event(
+                f64::from(i),
+                Source::Analysis,
+                "measurement",
+                &format!("success-rate run {i}"),
+            )
+        })
+        .collect();
+    ScenarioReport {
+        name: "flagger-promote-slow".into(),
+        file: "suites/flagger/promote.yaml".into(),
+        controller: "flagger".into(),
+        passed: false,
+        failure: Some(
+            "expected promoted within 120s, no decision came\nclient errors 0.4% within 1%".into(),
+        ),
+        expected: Expected {
+            outcome: "promoted".into(),
+            within_s: 120.0,
+            client_error_max: 0.01,
+        },
+        outcome: None,
+        decision_s: None,
+        elapsed_s: 180.0,
+        client: ClientReport {
+            requests: 5000,
+            errors: 20,
+            error_rate: 0.004,
+            p95_ms: 30.0,
+            by_version: BTreeMap::new(),
+        },
+        timeline,
+    }
+}
+
+pub(crate) fn run() -> RunReport {
+    RunReport {
+        version: "0.1.0".into(),
+        backend: "local".into(),
+        started_at: "2025-01-02T03:04:05Z".into(),
+        scenarios: vec![passed(), failed()],
+    }
+}

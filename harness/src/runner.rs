@@ -1,0 +1,356 @@
+//! Running one scenario on the local backend, as DESIGN §2 draws it: stack up with the baseline
+//! Healthy, load through the ingress, the release, the controller until its decision, a short
+//! observation, then verdict, artifacts and teardown. Whatever happens, a report comes back;
+//! infrastructure failures are told apart from broken expectations (exit 3 vs 1).
+
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::cluster::local::{Binaries, LocalStack};
+use crate::cluster::InfraError;
+use crate::controller::argo::driver::{TICK, until_decision};
+use crate::controller::argo::runs::{AnalysisRuns, run_policy};
+use crate::controller::argo::{ArgoController, Decision, Hashes};
+use crate::load::{Load, LoadSpec};
+use crate::prom::PromClient;
+use crate::report::artifacts::{ArtifactSources, write_artifacts};
+use crate::report::human::{LiveStatus, ScenarioLine};
+use crate::report::model::{Expected, ScenarioReport};
+use crate::scenario::budget::Plan;
+use crate::scenario::{Outcome, Scenario};
+use crate::target;
+use crate::timeline::{Source, Timeline};
+use crate::verdict::{self, Evidence, GRACE};
+
+/// Baseline traffic before the release, so the ingress series exist and `rate()` has samples
+/// when the first analysis looks.
+pub const WARMUP: Duration = Duration::from_secs(3);
+/// How long the harness keeps watching after the decision, for the invariants.
+pub const OBSERVE: Duration = Duration::from_secs(3);
+/// The baseline's pods must be available within this.
+const BASELINE_WITHIN: Duration = Duration::from_secs(60);
+
+/// How a run is done, beyond the scenario itself.
+#[derive(Clone)]
+pub struct RunOptions {
+    pub seed: u64,
+    pub artifacts: Option<PathBuf>,
+    /// Turns true on Ctrl-C: the scenario ends at once, reports and artifacts are still written.
+    pub stop: watch::Receiver<bool>,
+}
+
+/// How a scenario ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Passed,
+    /// An expectation did not hold.
+    Failed,
+    /// The stack could not run the scenario; says nothing about the release.
+    Infra,
+    Interrupted,
+}
+
+pub struct Finished {
+    pub report: ScenarioReport,
+    pub status: Status,
+}
+
+type Ctl = ArgoController<LocalStack, AnalysisRuns<PromClient>>;
+
+/// Runs `s` with its checked `plan`.
+pub async fn run_scenario(
+    s: &Scenario,
+    plan: &Plan,
+    opts: &RunOptions,
+    line: Option<&ScenarioLine>,
+) -> Finished {
+    let started = Instant::now();
+    let started_wall = SystemTime::now();
+    let timeline = Timeline::new();
+    let mut report = ScenarioReport {
+        name: s.name.clone(),
+        file: s.file.display().to_string(),
+        controller: "argo".into(),
+        passed: false,
+        failure: None,
+        expected: Expected {
+            outcome: s.outcome.to_string(),
+            within_s: s.within.as_secs_f64(),
+            client_error_max: s.client_error_max,
+        },
+        outcome: None,
+        decision_s: None,
+        elapsed_s: 0.0,
+        client: Default::default(),
+        timeline: Vec::new(),
+    };
+    let status = match provision(s, plan, opts, &timeline).await {
+        Err(e) => {
+            report.failure = Some(format!("infrastructure: {e}"));
+            Status::Infra
+        }
+        Ok(mut ctl) => {
+            let status = exercise(s, plan, opts, line, &timeline, &mut ctl, &mut report).await;
+            report.timeline = timeline.snapshot();
+            report.elapsed_s = started.elapsed().as_secs_f64();
+            report.passed = status == Status::Passed;
+            if let Some(dir) = &opts.artifacts {
+                let sources = sources(plan, &ctl, started_wall);
+                if let Err(e) = write_artifacts(dir, &report, &sources).await {
+                    tracing::warn!("artifacts of {}: {e}", s.name);
+                }
+            }
+            ctl.into_platform().shutdown().await;
+            status
+        }
+    };
+    report.timeline = timeline.snapshot();
+    report.elapsed_s = started.elapsed().as_secs_f64();
+    report.passed = status == Status::Passed;
+    if let Some(l) = line {
+        let summary = match (&report.outcome, report.decision_s) {
+            (Some(o), Some(t)) => format!("{o} after {t:.1}s"),
+            _ => report.failure.clone().unwrap_or_default(),
+        };
+        l.finish(report.passed, &summary);
+    }
+    Finished { report, status }
+}
+
+/// Stack up, controller on it, baseline deployed and Healthy.
+async fn provision(
+    s: &Scenario,
+    plan: &Plan,
+    opts: &RunOptions,
+    timeline: &Timeline,
+) -> Result<Ctl, InfraError> {
+    let w = &plan.workload;
+    let bins = Binaries::locate()?;
+    let mut stack_opts = w.stack_options(opts.seed);
+    stack_opts.grace = Duration::from_secs(5);
+    let stack = LocalStack::start(&bins, stack_opts, timeline.clone()).await?;
+    let rollout = w.manifests.rollouts[0].clone();
+    let runs = AnalysisRuns::new(
+        rollout,
+        plan.emulated.analyses.clone(),
+        stack.prom().clone(),
+        plan.scale,
+        timeline.clone(),
+    );
+    let mut ctl = ArgoController::new(plan.emulated.policy.clone(), stack, runs, timeline.clone());
+    let spec = w.with_env(&[("APP_VERSION".into(), s.baseline_version.clone())]);
+    let hash = target::pod_template_hash(&spec);
+    let template = w.pod_template(&spec).map_err(|e| InfraError::Other(e.to_string()))?;
+    ctl.apply_template(hash.clone(), template).await?;
+    match until_decision(&mut ctl, BASELINE_WITHIN).await? {
+        Some((Decision::Promoted, _)) => {}
+        _ => {
+            return Err(InfraError::Other(format!(
+                "the baseline did not become Healthy: {}",
+                ctl.status().message
+            )));
+        }
+    }
+    ctl.platform()
+        .wait_available(&hash, w.replicas, BASELINE_WITHIN)
+        .await?;
+    Ok(ctl)
+}
+
+/// Load, release, decision, observation, verdict. Fills `report`.
+async fn exercise(
+    s: &Scenario,
+    plan: &Plan,
+    opts: &RunOptions,
+    line: Option<&ScenarioLine>,
+    timeline: &Timeline,
+    ctl: &mut Ctl,
+    report: &mut ScenarioReport,
+) -> Status {
+    let mut stop = opts.stop.clone();
+    let spec = LoadSpec {
+        rate: s.rate,
+        connections: s.connections,
+        seed: opts.seed,
+    };
+    let load = match Load::start(&ctl.platform().ingress_url(), spec, timeline.clone()).await {
+        Ok(l) => l,
+        Err(e) => {
+            report.failure = Some(format!("infrastructure: the load generator: {e}"));
+            return Status::Infra;
+        }
+    };
+    tokio::time::sleep(WARMUP).await;
+
+    // The release.
+    let w = &plan.workload;
+    let spec = w.with_env(&s.release_env());
+    let hash = target::pod_template_hash(&spec);
+    let template = match w.pod_template(&spec) {
+        Ok(t) => t,
+        Err(e) => {
+            report.failure = Some(e.to_string());
+            load.stop().await;
+            return Status::Failed;
+        }
+    };
+    timeline.mark_release();
+    timeline.emit(
+        Source::Harness,
+        "release",
+        format!("release {} ({hash})", s.release_version),
+        serde_json::json!({"version": s.release_version, "hash": hash.0, "env": s.release_env()}),
+    );
+    let released = Instant::now();
+    if let Err(e) = ctl.apply_template(hash, template).await {
+        report.failure = Some(format!("infrastructure: {e}"));
+        load.stop().await;
+        return Status::Infra;
+    }
+
+    // Until the decision: a late one is still waited for (and reported late), up to a bound.
+    let wait = s.within + (s.within / 2).max(Duration::from_secs(10));
+    let mut decision = None;
+    let mut interrupted = false;
+    while released.elapsed() < wait {
+        if let Err(e) = ctl.reconcile().await {
+            report.failure = Some(format!("infrastructure: {e}"));
+            load.stop().await;
+            return Status::Infra;
+        }
+        if let Some(l) = line {
+            l.update(&live(ctl, &load, released));
+        }
+        if let Some(d) = ctl.decision() {
+            decision = Some((Outcome::from(d), released.elapsed().as_secs_f64()));
+            break;
+        }
+        let nap = ctl.wait_hint(TICK);
+        tokio::select! {
+            _ = tokio::time::sleep(nap) => {}
+            _ = stop.changed() => { interrupted = true; break; }
+        }
+    }
+    let waited_s = released.elapsed().as_secs_f64();
+    if let Some((o, t)) = decision {
+        report.outcome = Some(o.to_string());
+        report.decision_s = Some(t);
+        // Observe: the controller keeps reconciling (weight to 0, scale-downs).
+        let until = Instant::now() + GRACE + OBSERVE;
+        while Instant::now() < until && !interrupted {
+            if ctl.reconcile().await.is_err() {
+                break;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(ctl.wait_hint(TICK)) => {}
+                _ = stop.changed() => interrupted = true,
+            }
+        }
+    }
+    let stats = load.stop().await;
+    let end_s = decision.map_or(waited_s, |(_, t)| t);
+    let client = stats.between(0.0, end_s);
+    let evidence = Evidence {
+        decision,
+        last_status: status_line(ctl),
+        waited_s,
+        client: verdict::client_report(&client, stats.p95_ms(0.0, end_s)),
+        after: decision
+            .map(|(_, t)| stats.between(t + GRACE.as_secs_f64(), f64::INFINITY))
+            .unwrap_or_default(),
+    };
+    report.client = evidence.client.clone();
+    timeline.emit(
+        Source::Load,
+        "summary",
+        format!(
+            "{} requests at {:.1}/s measured, {} resent after a reload closed their connection",
+            stats.windows.iter().flat_map(|w| w.by_version.values()).map(|c| c.requests).sum::<u64>(),
+            stats.measured_rate(),
+            stats.resent
+        ),
+        serde_json::Value::Null,
+    );
+    if interrupted {
+        report.failure = Some("interrupted".into());
+        return Status::Interrupted;
+    }
+    let failures = verdict::judge(s, &evidence, &timeline.snapshot());
+    if failures.is_empty() {
+        Status::Passed
+    } else {
+        report.failure = Some(failures.join("; "));
+        Status::Failed
+    }
+}
+
+fn status_line(ctl: &Ctl) -> String {
+    let st = ctl.status();
+    if st.message.is_empty() {
+        format!("{:?}", st.phase)
+    } else {
+        format!("{:?}: {}", st.phase, st.message)
+    }
+}
+
+fn live(ctl: &Ctl, load: &Load, released: Instant) -> LiveStatus {
+    let st = ctl.status();
+    let steps = ctl.policy().steps.len();
+    let counts = load.snapshot().between(0.0, f64::INFINITY);
+    let (req, err) = counts
+        .values()
+        .fold((0, 0), |(r, e), c| (r + c.requests, e + c.errors));
+    LiveStatus {
+        phase: format!("{:?}", st.phase),
+        step: st.current_step_index.map(|i| format!("{}/{steps}", i.min(steps as u32))),
+        weight: st.canary.weights.as_ref().map(|w| w.canary.weight),
+        error_share: (req > 0).then(|| err as f64 / req as f64),
+        elapsed_s: released.elapsed().as_secs_f64(),
+    }
+}
+
+/// What the artifacts folder gets from the stack: its logs, and a range dump of every analysis
+/// query as the runs resolved it.
+fn sources(plan: &Plan, ctl: &Ctl, from: SystemTime) -> ArtifactSources {
+    let stack = ctl.platform();
+    let mut pod_logs: Vec<(String, PathBuf)> = std::fs::read_dir(stack.pod_logs())
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| {
+                    let p = e.path();
+                    let name = p
+                        .file_stem()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default();
+                    (name, p)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    pod_logs.sort();
+    let st = ctl.status();
+    let hashes = Hashes {
+        stable: crate::cluster::RevisionHash(st.stable_rs.clone()),
+        latest: crate::cluster::RevisionHash(st.current_pod_hash.clone()),
+    };
+    let rollout = &plan.workload.manifests.rollouts[0];
+    let mut queries = Vec::new();
+    for (i, a) in plan.emulated.analyses.iter().enumerate() {
+        if let Ok(p) = run_policy(rollout, a, plan.scale, &format!("analysis-{i}"), &hashes) {
+            for m in p.metrics {
+                queries.push((m.name, m.query));
+            }
+        }
+    }
+    ArtifactSources {
+        access_log: Some(stack.access_log()),
+        pod_logs,
+        prometheus: Some(stack.prom().clone()),
+        queries,
+        from,
+        to: SystemTime::now(),
+    }
+}

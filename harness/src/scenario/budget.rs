@@ -1,0 +1,225 @@
+//! The policy a scenario runs against, and whether its budget can be met at all.
+//!
+//! From the Rollout alone, the earliest moment (after the release) each outcome can possibly be
+//! reached: promotion needs every pause and inline analysis to pass; a rollback needs the first
+//! analysis that can fail to fail, or the progress deadline; a pause needs an indefinite pause
+//! step or an inconclusive analysis. These are lower bounds (pods start and measurements take
+//! no time), so a budget below one can never pass: it is refused before anything starts, with
+//! both numbers, rather than failing after minutes of load.
+
+use std::time::Duration;
+
+use super::{Outcome, Scenario, ScenarioError};
+use crate::cluster::RevisionHash;
+use crate::controller::analysis::{DecisionBounds, decision_bounds};
+use crate::controller::argo::from_spec::{Emulated, from_spec};
+use crate::controller::argo::runs::run_policy;
+use crate::controller::argo::{Hashes, Step};
+use crate::controller::timescale::TimeScale;
+use crate::target::{self, Workload};
+
+/// A checked scenario's policy.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub workload: Workload,
+    pub emulated: Emulated,
+    pub scale: TimeScale,
+    pub fastest: Fastest,
+}
+
+/// The earliest each outcome can come after the release; `None`: the policy never reaches it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Fastest {
+    pub promoted: Option<Duration>,
+    pub rolled_back: Option<Duration>,
+    pub paused: Option<Duration>,
+}
+
+impl Fastest {
+    pub fn of(&self, outcome: Outcome) -> Option<Duration> {
+        match outcome {
+            Outcome::Promoted => self.promoted,
+            Outcome::RolledBack => self.rolled_back,
+            Outcome::Paused => self.paused,
+        }
+    }
+}
+
+/// Loads the scenario's target and checks its budget. `time_scale` (from the command line)
+/// replaces the file's.
+pub fn plan(s: &Scenario, time_scale: Option<f64>) -> Result<Plan, Vec<ScenarioError>> {
+    let err = |key: &str, reason: String| vec![ScenarioError::new(&s.file, key, reason)];
+    let factor = time_scale.or(s.time_scale).unwrap_or(1.0);
+    let scale = TimeScale::new(factor).map_err(|e| err("timeScale", e))?;
+    let workload = target::load_argo(&s.target).map_err(|e| err("target", e.to_string()))?;
+    let rollout = &workload.manifests.rollouts[0];
+    let emulated = from_spec(&workload.manifests, rollout, scale).map_err(|e| err("target", e))?;
+    // Placeholder hashes: budgets do not depend on them.
+    let hashes = Hashes {
+        stable: RevisionHash("stable".into()),
+        latest: RevisionHash("latest".into()),
+    };
+    let mut bounds = Vec::new();
+    for (i, a) in emulated.analyses.iter().enumerate() {
+        let policy = run_policy(rollout, a, scale, &format!("analysis-{i}"), &hashes)
+            .map_err(|e| err("target", format!("analysis {i}: {e}")))?;
+        bounds.push(decision_bounds(&policy));
+    }
+    let fastest = fastest(&emulated, &bounds);
+    match fastest.of(s.outcome) {
+        None => {
+            return Err(err(
+                "expect.outcome",
+                format!(
+                    "the Rollout in {} can never end {}: {}",
+                    s.target.display(),
+                    s.outcome,
+                    never_reason(s.outcome)
+                ),
+            ));
+        }
+        Some(min) if s.within < min => {
+            return Err(err(
+                "expect.within",
+                format!(
+                    "{} is shorter than the fastest {} decision the policy allows ({} at time scale {factor}); raise the budget or lower timeScale",
+                    humantime::format_duration(s.within),
+                    s.outcome,
+                    humantime::format_duration(round_ms(min)),
+                ),
+            ));
+        }
+        Some(_) => {}
+    }
+    Ok(Plan {
+        workload,
+        emulated,
+        scale,
+        fastest,
+    })
+}
+
+fn never_reason(o: Outcome) -> &'static str {
+    match o {
+        Outcome::Promoted => "an indefinite pause or an analysis step that never completes stands in the way",
+        Outcome::RolledBack => "no analysis can fail and progressDeadlineAbort is off",
+        Outcome::Paused => "it has no indefinite pause and no analysis that can be inconclusive",
+    }
+}
+
+fn round_ms(d: Duration) -> Duration {
+    Duration::from_millis(d.as_millis() as u64)
+}
+
+fn min_opt(a: Option<Duration>, b: Option<Duration>) -> Option<Duration> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// Walks the steps, accumulating the least time each can take.
+pub fn fastest(e: &Emulated, bounds: &[DecisionBounds]) -> Fastest {
+    let p = &e.policy;
+    let mut out = Fastest::default();
+    let mut t = Some(Duration::ZERO);
+    let background = p.background.as_ref().and_then(|b| bounds.get(b.analysis).map(|bb| (b.starting_step, *bb)));
+    let mut background_started = false;
+    let start_background = |at: Duration, out: &mut Fastest, bg: &DecisionBounds| {
+        out.rolled_back = min_opt(out.rolled_back, bg.earliest_abort().map(|d| at + d));
+        out.paused = min_opt(out.paused, bg.inconclusive.map(|d| at + d));
+    };
+    for (i, step) in p.steps.iter().enumerate() {
+        let Some(now) = t else { break };
+        if let Some((start, bg)) = &background
+            && !background_started
+            && i as u32 >= *start
+        {
+            background_started = true;
+            start_background(now, &mut out, bg);
+        }
+        t = match step {
+            Step::SetWeight(_) | Step::SetCanaryScale(_) => Some(now),
+            Step::Pause(Some(d)) => Some(now + *d),
+            Step::Pause(None) => {
+                out.paused = min_opt(out.paused, Some(now));
+                None
+            }
+            Step::Analysis(a) => {
+                let b = bounds.get(*a).copied().unwrap_or_default();
+                out.rolled_back = min_opt(out.rolled_back, b.earliest_abort().map(|d| now + d));
+                out.paused = min_opt(out.paused, b.inconclusive.map(|d| now + d));
+                b.successful.map(|d| now + d)
+            }
+        };
+    }
+    if let Some(now) = t
+        && let Some((_, bg)) = &background
+        && !background_started
+    {
+        // startingStep past the last step: the run starts when all steps are done, just
+        // before promotion, and promotion terminates it.
+        start_background(now, &mut out, bg);
+    }
+    out.promoted = t;
+    if p.progress_deadline_abort {
+        out.rolled_back = min_opt(out.rolled_back, Some(p.progress_deadline));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    fn fixture(name: &str) -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/apps").join(name)
+    }
+
+    #[test]
+    fn the_fixture_promotes_after_its_pauses_and_can_roll_back_at_once() {
+        let s = Scenario::target(fixture("argo"))
+            .expect(Outcome::Promoted)
+            .within(Duration::from_secs(60));
+        let plan = plan(&s, Some(1.0)).unwrap();
+        assert_eq!(plan.fastest.promoted, Some(Duration::from_secs(60)));
+        // Background from step 1 (t=0): the memory and restarts metrics have failureLimit 0,
+        // so their first measurement, at once, can fail.
+        assert_eq!(plan.fastest.rolled_back, Some(Duration::ZERO));
+        // No indefinite pause, no metric with both conditions.
+        assert_eq!(plan.fastest.paused, None);
+    }
+
+    #[test]
+    fn an_impossible_budget_shows_both_numbers() {
+        let s = Scenario::target(fixture("argo"))
+            .expect(Outcome::Promoted)
+            .within(Duration::from_secs(30));
+        let e = plan(&s, Some(1.0)).unwrap_err();
+        assert_eq!(e[0].key, "expect.within");
+        assert!(e[0].reason.contains("30s is shorter than the fastest promoted decision the policy allows (1m at time scale 1)"), "{}", e[0].reason);
+        // The same budget fits at time scale 0.25.
+        assert!(plan(&s, Some(0.25)).is_ok());
+    }
+
+    #[test]
+    fn an_outcome_the_policy_cannot_reach_is_refused() {
+        let s = Scenario::target(fixture("argo")).expect(Outcome::Paused);
+        let e = plan(&s, None).unwrap_err();
+        assert_eq!(e[0].key, "expect.outcome");
+        assert!(e[0].reason.contains("can never end paused"), "{}", e[0].reason);
+    }
+
+    #[test]
+    fn the_grey_zone_fixture_can_pause_after_its_initial_delay() {
+        let s = Scenario::target(fixture("argo-inconclusive"))
+            .expect(Outcome::Paused)
+            .within(Duration::from_secs(60));
+        let plan = plan(&s, Some(1.0)).unwrap();
+        assert_eq!(plan.fastest.paused, Some(Duration::from_secs(20)));
+        // count 3 at 10 s after 20 s, then a 30 s pause.
+        assert_eq!(plan.fastest.promoted, Some(Duration::from_secs(70)));
+    }
+}
