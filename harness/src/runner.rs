@@ -9,8 +9,8 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::cluster::local::{Binaries, LocalStack};
 use crate::cluster::InfraError;
+use crate::cluster::local::{Binaries, LocalStack};
 use crate::controller::argo::driver::{TICK, until_decision};
 use crate::controller::argo::runs::{AnalysisRuns, run_policy};
 use crate::controller::argo::{ArgoController, Decision, Hashes};
@@ -143,7 +143,9 @@ async fn provision(
     let mut ctl = ArgoController::new(plan.emulated.policy.clone(), stack, runs, timeline.clone());
     let spec = w.with_env(&[("APP_VERSION".into(), s.baseline_version.clone())]);
     let hash = target::pod_template_hash(&spec);
-    let template = w.pod_template(&spec).map_err(|e| InfraError::Other(e.to_string()))?;
+    let template = w
+        .pod_template(&spec)
+        .map_err(|e| InfraError::Other(e.to_string()))?;
     ctl.apply_template(hash.clone(), template).await?;
     match until_decision(&mut ctl, BASELINE_WITHIN).await? {
         Some((Decision::Promoted, _)) => {}
@@ -215,7 +217,17 @@ async fn exercise(
     let wait = s.within + (s.within / 2).max(Duration::from_secs(10));
     let mut decision = None;
     let mut interrupted = false;
+    let mut health = tokio::time::interval(Duration::from_secs(1));
     while released.elapsed() < wait {
+        // A dead nginx or Prometheus would otherwise show up as a slow, wrong verdict.
+        let check = tokio::time::timeout(Duration::ZERO, health.tick())
+            .await
+            .is_ok();
+        if check && let Err(e) = ctl.platform_mut().check_alive().await {
+            report.failure = Some(format!("infrastructure: {e}"));
+            load.stop().await;
+            return Status::Infra;
+        }
         if let Err(e) = ctl.reconcile().await {
             report.failure = Some(format!("infrastructure: {e}"));
             load.stop().await;
@@ -268,7 +280,12 @@ async fn exercise(
         "summary",
         format!(
             "{} requests at {:.1}/s measured, {} resent after a reload closed their connection",
-            stats.windows.iter().flat_map(|w| w.by_version.values()).map(|c| c.requests).sum::<u64>(),
+            stats
+                .windows
+                .iter()
+                .flat_map(|w| w.by_version.values())
+                .map(|c| c.requests)
+                .sum::<u64>(),
             stats.measured_rate(),
             stats.resent
         ),
@@ -305,7 +322,9 @@ fn live(ctl: &Ctl, load: &Load, released: Instant) -> LiveStatus {
         .fold((0, 0), |(r, e), c| (r + c.requests, e + c.errors));
     LiveStatus {
         phase: format!("{:?}", st.phase),
-        step: st.current_step_index.map(|i| format!("{}/{steps}", i.min(steps as u32))),
+        step: st
+            .current_step_index
+            .map(|i| format!("{}/{steps}", i.min(steps as u32))),
         weight: st.canary.weights.as_ref().map(|w| w.canary.weight),
         error_share: (req > 0).then(|| err as f64 / req as f64),
         elapsed_s: released.elapsed().as_secs_f64(),

@@ -163,14 +163,24 @@ mod tests {
             .within(Duration::from_secs(60))
     }
 
-    fn evidence(decision: Option<(Outcome, f64)>, by: &[(&str, u64, u64)], after: &[(&str, u64)]) -> Evidence {
-        let by: BTreeMap<String, Counts> = by.iter().map(|(v, r, e)| (v.to_string(), counts(*r, *e))).collect();
+    fn evidence(
+        decision: Option<(Outcome, f64)>,
+        by: &[(&str, u64, u64)],
+        after: &[(&str, u64)],
+    ) -> Evidence {
+        let by: BTreeMap<String, Counts> = by
+            .iter()
+            .map(|(v, r, e)| (v.to_string(), counts(*r, *e)))
+            .collect();
         Evidence {
             decision,
             last_status: "Degraded: RolloutAborted: ...".into(),
             waited_s: 90.0,
             client: client_report(&by, Some(3.0)),
-            after: after.iter().map(|(v, r)| (v.to_string(), counts(*r, 0))).collect(),
+            after: after
+                .iter()
+                .map(|(v, r)| (v.to_string(), counts(*r, 0)))
+                .collect(),
         }
     }
 
@@ -181,7 +191,10 @@ mod tests {
             &[("1.0.0", 900, 0), ("2.0.0", 100, 30)],
             &[("1.0.0", 200)],
         );
-        assert_eq!(judge(&scenario(Outcome::RolledBack), &e, &[]), Vec::<String>::new());
+        assert_eq!(
+            judge(&scenario(Outcome::RolledBack), &e, &[]),
+            Vec::<String>::new()
+        );
         assert!((e.client.error_rate - 0.03).abs() < 1e-12);
     }
 
@@ -196,7 +209,10 @@ mod tests {
         assert_eq!(f.len(), 3, "{f:?}");
         assert!(f[0].starts_with("expected rolled-back, but the controller promoted after 75.5s"));
         assert_eq!(f[1], "decided after 75.5s, over the 60s budget");
-        assert_eq!(f[2], "client errors 9.00% (90 of 1000 requests) over the 5.00% allowed");
+        assert_eq!(
+            f[2],
+            "client errors 9.00% (90 of 1000 requests) over the 5.00% allowed"
+        );
     }
 
     #[test]
@@ -209,26 +225,51 @@ mod tests {
             &[("1.0.0", 90), ("2.0.0", 10)],
         );
         let f = judge(&scenario(Outcome::RolledBack), &e, &tl.snapshot());
-        assert_eq!(f, ["after the rollback, 10 of 100 responses still came from the release 2.0.0"]);
+        assert_eq!(
+            f,
+            ["after the rollback, 10 of 100 responses still came from the release 2.0.0"]
+        );
     }
 
     #[test]
     fn a_weight_rising_after_a_rollback_breaks_the_invariant() {
         let tl = Timeline::new();
         tl.mark_release();
-        tl.emit(Source::Router, "canary-route", "canary weight 20%", serde_json::json!({"weight": 20}));
-        let e = evidence(Some((Outcome::RolledBack, -10.0)), &[("1.0.0", 100, 0)], &[]);
+        tl.emit(
+            Source::Router,
+            "canary-route",
+            "canary weight 20%",
+            serde_json::json!({"weight": 20}),
+        );
+        let e = evidence(
+            Some((Outcome::RolledBack, -10.0)),
+            &[("1.0.0", 100, 0)],
+            &[],
+        );
         let f = judge(&scenario(Outcome::RolledBack), &e, &tl.snapshot());
-        assert_eq!(f, ["after the rollback the canary weight rose again to [20]"]);
+        assert_eq!(
+            f,
+            ["after the rollback the canary weight rose again to [20]"]
+        );
     }
 
     #[test]
     fn an_old_version_after_promotion_and_a_missing_decision_fail() {
-        let e = evidence(Some((Outcome::Promoted, 30.0)), &[("2.0.0", 100, 0)], &[("1.0.0", 3), ("2.0.0", 50)]);
+        let e = evidence(
+            Some((Outcome::Promoted, 30.0)),
+            &[("2.0.0", 100, 0)],
+            &[("1.0.0", 3), ("2.0.0", 50)],
+        );
         let f = judge(&scenario(Outcome::Promoted), &e, &[]);
-        assert_eq!(f, ["after the promotion, 3 of 53 responses came from another version than 2.0.0"]);
+        assert_eq!(
+            f,
+            ["after the promotion, 3 of 53 responses came from another version than 2.0.0"]
+        );
         let e = evidence(None, &[("1.0.0", 100, 0)], &[]);
         let f = judge(&scenario(Outcome::Promoted), &e, &[]);
-        assert!(f[0].starts_with("no decision within 90.0s of the release (budget 60s)"), "{f:?}");
+        assert!(
+            f[0].starts_with("no decision within 90.0s of the release (budget 60s)"),
+            "{f:?}"
+        );
     }
 }

@@ -60,10 +60,10 @@ async fn sigint_still_reaches_tokio_after_loads_ran() {
         let n = requests(&load);
         grows(&load, n).await;
         let stats = load.stop().await;
+        let all = stats.total_between(f64::NEG_INFINITY, f64::INFINITY);
         assert!(
-            stats.measured_rate() > 40.0,
-            "round {round}: {}",
-            stats.measured_rate()
+            all.requests > 10 && all.errors == 0,
+            "round {round}: {all:?}"
         );
     }
 }

@@ -53,7 +53,11 @@ pub fn load_all(
             errors.push(ScenarioError::new(
                 &s.file,
                 "name",
-                format!("{:?} is also the name of {}; names must be unique", s.name, first.display()),
+                format!(
+                    "{:?} is also the name of {}; names must be unique",
+                    s.name,
+                    first.display()
+                ),
             ));
         }
     }
@@ -215,7 +219,10 @@ pub async fn run(req: RunRequest) -> Exit {
         scenarios: finished.into_iter().map(|(_, f)| f.report).collect(),
     };
     println!("{}", summary_table(&report));
-    let mut exit = if statuses.iter().any(|s| matches!(s, Status::Infra | Status::Interrupted)) {
+    let mut exit = if statuses
+        .iter()
+        .any(|s| matches!(s, Status::Infra | Status::Interrupted))
+    {
         Exit::Infra
     } else if statuses.contains(&Status::Failed) {
         Exit::Failed

@@ -287,6 +287,8 @@ pub(crate) struct Recorder {
     open: Option<Open>,
     closed: Vec<Closed>,
     resent: u64,
+    /// Set by `finish()`: later outcomes (requests in flight at the stop) are not counted.
+    finished: bool,
 }
 
 impl Recorder {
@@ -299,12 +301,13 @@ impl Recorder {
             open: None,
             closed: Vec::new(),
             resent: 0,
+            finished: false,
         }
     }
 
     /// Opens the first window at `now` if none is open yet (the first request).
     pub(crate) fn begin(&mut self, now: Instant) {
-        if self.open.is_none() && self.closed.is_empty() {
+        if self.open.is_none() && self.closed.is_empty() && !self.finished {
             let release = self.timeline.release();
             let end = match release {
                 Some(r) if r <= now => {
@@ -323,6 +326,9 @@ impl Recorder {
 
     /// Counts one outcome that completed at `at`.
     pub(crate) fn record(&mut self, at: Instant, version: &str, outcome: Outcome) {
+        if self.finished {
+            return;
+        }
         self.begin(at);
         self.advance(at);
         let open = self.open.as_mut().expect("a window is open after begin()");
@@ -334,6 +340,9 @@ impl Recorder {
     }
 
     pub(crate) fn count_resend(&mut self) {
+        if self.finished {
+            return;
+        }
         self.resent += 1;
     }
 
@@ -360,6 +369,10 @@ impl Recorder {
 
     /// Closes the open window at `now` (the run ended); nothing stays open.
     pub(crate) fn finish(&mut self, now: Instant) {
+        if self.finished {
+            return;
+        }
+        self.finished = true;
         self.advance(now);
         if let Some(open) = self.open.take() {
             let end = now.max(open.start);
@@ -595,6 +608,8 @@ mod tests {
         tokio::time::advance(ms(200)).await;
         r.record(Instant::now(), "1.0.0", ok(6)); // release + 1.3 s
         r.finish(Instant::now()); // release + 1.3 s
+        r.record(Instant::now(), "1.0.0", ok(1)); // in flight at the stop: not counted
+        r.count_resend();
 
         let stats = r.stats(Instant::now());
         let starts: Vec<f64> = stats.windows.iter().map(|w| w.t_s).collect();
@@ -616,6 +631,7 @@ mod tests {
         let before = stats.between(-10.0, 0.0);
         assert_eq!(before["none"].errors, 1);
         assert_eq!(stats.total_between(-10.0, 10.0).requests, 5);
+        assert_eq!(stats.resent, 0);
         assert!((stats.measured_rate() - 5.0 / 2.9).abs() < 1e-6);
         assert!(stats.p95_ms(0.0, 10.0).unwrap() > 4.0);
         assert_eq!(stats.p95_ms(5.0, 10.0), None);

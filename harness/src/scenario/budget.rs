@@ -101,7 +101,9 @@ pub fn plan(s: &Scenario, time_scale: Option<f64>) -> Result<Plan, Vec<ScenarioE
 
 fn never_reason(o: Outcome) -> &'static str {
     match o {
-        Outcome::Promoted => "an indefinite pause or an analysis step that never completes stands in the way",
+        Outcome::Promoted => {
+            "an indefinite pause or an analysis step that never completes stands in the way"
+        }
         Outcome::RolledBack => "no analysis can fail and progressDeadlineAbort is off",
         Outcome::Paused => "it has no indefinite pause and no analysis that can be inconclusive",
     }
@@ -123,7 +125,10 @@ pub fn fastest(e: &Emulated, bounds: &[DecisionBounds]) -> Fastest {
     let p = &e.policy;
     let mut out = Fastest::default();
     let mut t = Some(Duration::ZERO);
-    let background = p.background.as_ref().and_then(|b| bounds.get(b.analysis).map(|bb| (b.starting_step, *bb)));
+    let background = p
+        .background
+        .as_ref()
+        .and_then(|b| bounds.get(b.analysis).map(|bb| (b.starting_step, *bb)));
     let mut background_started = false;
     let start_background = |at: Duration, out: &mut Fastest, bg: &DecisionBounds| {
         out.rolled_back = min_opt(out.rolled_back, bg.earliest_abort().map(|d| at + d));
@@ -175,7 +180,9 @@ mod tests {
     use super::*;
 
     fn fixture(name: &str) -> std::path::PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/apps").join(name)
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../fixtures/apps")
+            .join(name)
     }
 
     #[test]
@@ -209,7 +216,11 @@ mod tests {
         let s = Scenario::target(fixture("argo")).expect(Outcome::Paused);
         let e = plan(&s, None).unwrap_err();
         assert_eq!(e[0].key, "expect.outcome");
-        assert!(e[0].reason.contains("can never end paused"), "{}", e[0].reason);
+        assert!(
+            e[0].reason.contains("can never end paused"),
+            "{}",
+            e[0].reason
+        );
     }
 
     #[test]

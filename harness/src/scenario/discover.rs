@@ -31,7 +31,11 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>, errors: &mut Vec<ScenarioError>) {
     let mut entries: Vec<PathBuf> = match std::fs::read_dir(dir) {
         Ok(rd) => rd.filter_map(|e| e.ok().map(|e| e.path())).collect(),
         Err(e) => {
-            errors.push(ScenarioError::new(dir, "", format!("cannot read the folder: {e}")));
+            errors.push(ScenarioError::new(
+                dir,
+                "",
+                format!("cannot read the folder: {e}"),
+            ));
             return;
         }
     };

@@ -8,7 +8,9 @@ use std::time::Duration;
 use rand::{RngExt, SeedableRng};
 use serde::Deserialize;
 
-use super::{DEFAULT_CLIENT_ERROR_MAX, DEFAULT_CONNECTIONS, Fault, Outcome, Scenario, ScenarioError};
+use super::{
+    DEFAULT_CLIENT_ERROR_MAX, DEFAULT_CONNECTIONS, Fault, Outcome, Scenario, ScenarioError,
+};
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -152,7 +154,10 @@ pub fn parse(path: &Path, text: &str, seed: u64) -> Result<Scenario, Vec<Scenari
 
     let mut faults = Vec::new();
     if let Some(e) = &f.release.faults.errors {
-        if let Some(rate) = share(&e.rate, &mut rng).map_err(|r| err("release.faults.errors.rate", r)).ok() {
+        if let Some(rate) = share(&e.rate, &mut rng)
+            .map_err(|r| err("release.faults.errors.rate", r))
+            .ok()
+        {
             faults.push(Fault::Errors {
                 rate,
                 status: e.status.unwrap_or(500),
@@ -160,7 +165,8 @@ pub fn parse(path: &Path, text: &str, seed: u64) -> Result<Scenario, Vec<Scenari
         }
     }
     if let Some(l) = &f.release.faults.latency {
-        let delay = duration(&l.delay, &mut rng).map_err(|r| err("release.faults.latency.delay", r));
+        let delay =
+            duration(&l.delay, &mut rng).map_err(|r| err("release.faults.latency.delay", r));
         let jitter = match &l.jitter {
             Some(j) => duration(j, &mut rng)
                 .map_err(|r| err("release.faults.latency.jitter", r))
@@ -186,9 +192,16 @@ pub fn parse(path: &Path, text: &str, seed: u64) -> Result<Scenario, Vec<Scenari
     if f.release.faults.unready {
         faults.push(Fault::Unready);
     }
-    let rate = per_second(&f.load.rate).map_err(|r| err("load.rate", r)).unwrap_or(1.0);
+    let rate = per_second(&f.load.rate)
+        .map_err(|r| err("load.rate", r))
+        .unwrap_or(1.0);
     let within = humantime::parse_duration(&f.expect.within)
-        .map_err(|e| err("expect.within", format!("{:?}: {e} (write e.g. 90s or 1m30s)", f.expect.within)))
+        .map_err(|e| {
+            err(
+                "expect.within",
+                format!("{:?}: {e} (write e.g. 90s or 1m30s)", f.expect.within),
+            )
+        })
         .unwrap_or(Duration::from_secs(1));
     let client_error_max = match &f.expect.client_errors {
         Some(c) => share(&c.max, &mut rng)
@@ -200,7 +213,10 @@ pub fn parse(path: &Path, text: &str, seed: u64) -> Result<Scenario, Vec<Scenari
     if !target.exists() {
         err(
             "target",
-            format!("{} does not exist (relative to the scenario file's folder)", target.display()),
+            format!(
+                "{} does not exist (relative to the scenario file's folder)",
+                target.display()
+            ),
         );
     }
     let scenario = Scenario {
@@ -230,8 +246,9 @@ pub fn parse(path: &Path, text: &str, seed: u64) -> Result<Scenario, Vec<Scenari
 }
 
 fn name_hash(name: &str) -> u64 {
-    name.bytes()
-        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3))
+    name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+    })
 }
 
 /// `a/./b/../c` → `a/c`, without touching the file system (the path is shown to people).
@@ -240,7 +257,9 @@ fn normalize(p: &Path) -> PathBuf {
     for c in p.components() {
         match c {
             std::path::Component::CurDir => {}
-            std::path::Component::ParentDir if out.file_name().is_some() && !out.ends_with("..") => {
+            std::path::Component::ParentDir
+                if out.file_name().is_some() && !out.ends_with("..") =>
+            {
                 out.pop();
             }
             other => out.push(other),
@@ -367,13 +386,20 @@ tags: [nightly]
         assert_eq!(
             s.faults,
             vec![
-                Fault::Errors { rate: 0.3, status: 503 },
+                Fault::Errors {
+                    rate: 0.3,
+                    status: 503
+                },
                 Fault::Latency {
                     delay: Duration::from_millis(800),
                     jitter: Duration::from_millis(200)
                 },
-                Fault::MemoryLeak { bytes_per_sec: 8 << 20 },
-                Fault::Crash { after: Duration::from_secs(20) },
+                Fault::MemoryLeak {
+                    bytes_per_sec: 8 << 20
+                },
+                Fault::Crash {
+                    after: Duration::from_secs(20)
+                },
             ]
         );
     }
@@ -396,18 +422,26 @@ tags: [nightly]
                 .replace("rate: 50/s", "rate: fast"),
         );
         let keys: Vec<&str> = e.iter().map(|e| e.key.as_str()).collect();
-        assert_eq!(keys, ["release.faults.errors.rate", "load.rate", "expect.within"]);
+        assert_eq!(
+            keys,
+            ["release.faults.errors.rate", "load.rate", "expect.within"]
+        );
     }
 
     #[test]
     fn ranges_are_drawn_from_the_seed_reproducibly() {
-        let text = GOOD.replace("rate: 30%", "rate: 0.3..0.6").replace("delay: 800ms", "delay: 500ms..1500ms");
+        let text = GOOD
+            .replace("rate: 30%", "rate: 0.3..0.6")
+            .replace("delay: 800ms", "delay: 500ms..1500ms");
         let a = parse(Path::new("s.yaml"), &text, 7).unwrap();
         let b = parse(Path::new("s.yaml"), &text, 7).unwrap();
         assert_eq!(a.faults, b.faults);
-        let Fault::Errors { rate, .. } = a.faults[0] else { panic!() };
+        let Fault::Errors { rate, .. } = a.faults[0] else {
+            panic!()
+        };
         assert!((0.3..=0.6).contains(&rate));
-        let differs = (0..20).any(|seed| parse(Path::new("s.yaml"), &text, seed).unwrap().faults != a.faults);
+        let differs =
+            (0..20).any(|seed| parse(Path::new("s.yaml"), &text, seed).unwrap().faults != a.faults);
         assert!(differs, "the seed changes the draw");
     }
 

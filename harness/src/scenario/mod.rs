@@ -45,12 +45,22 @@ impl fmt::Display for Outcome {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Fault {
     /// A share (0..=1) of requests answered with `status`.
-    Errors { rate: f64, status: u16 },
-    Latency { delay: Duration, jitter: Duration },
+    Errors {
+        rate: f64,
+        status: u16,
+    },
+    Latency {
+        delay: Duration,
+        jitter: Duration,
+    },
     /// Bytes per second of resident memory that is allocated and never freed.
-    MemoryLeak { bytes_per_sec: u64 },
+    MemoryLeak {
+        bytes_per_sec: u64,
+    },
     /// The process exits with a non-zero code this long after it starts.
-    Crash { after: Duration },
+    Crash {
+        after: Duration,
+    },
     /// `/readyz` never answers 200.
     Unready,
 }
@@ -218,7 +228,10 @@ impl Scenario {
         if !(0.0..=1.0).contains(&self.client_error_max) {
             bad(
                 "expect.clientErrors.max",
-                format!("{} is not a share between 0 and 100%", self.client_error_max),
+                format!(
+                    "{} is not a share between 0 and 100%",
+                    self.client_error_max
+                ),
             );
         }
         if self.within.is_zero() {

@@ -448,10 +448,7 @@ impl LocalStack {
         if let Some(p) = self.prometheus.as_mut() {
             p.check_alive()?;
         }
-        let mut r = self.router.lock().await;
-        let st = r.state().clone();
-        // An unchanged apply only checks that nginx lives.
-        r.apply(st).await
+        self.router.lock().await.check_alive()
     }
 
     /// Waits until `hash` has `n` available pods, or fails naming what was missing.

@@ -323,7 +323,8 @@ impl Router {
         Ok(())
     }
 
-    fn check_alive(&mut self) -> Result<(), InfraError> {
+    /// Whether nginx still runs; its error log's tail when it does not.
+    pub fn check_alive(&mut self) -> Result<(), InfraError> {
         match self.child.try_wait() {
             Ok(None) => Ok(()),
             Ok(Some(st)) => Err(InfraError::Died {
