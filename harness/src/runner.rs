@@ -11,6 +11,7 @@ use tokio::time::Instant;
 
 use crate::cluster::InfraError;
 use crate::cluster::local::{Binaries, LocalStack};
+use crate::controller::Controller;
 use crate::controller::argo::driver::{TICK, until_decision};
 use crate::controller::argo::runs::{AnalysisRuns, run_policy};
 use crate::controller::argo::{ArgoController, Decision, Hashes};
@@ -98,7 +99,7 @@ pub async fn run_scenario(
             report.elapsed_s = started.elapsed().as_secs_f64();
             report.passed = status == Status::Passed;
             if let Some(dir) = &opts.artifacts {
-                let sources = sources(plan, &ctl, started_wall);
+                let sources = sources(ctl.platform(), argo_queries(plan, &ctl), started_wall);
                 if let Err(e) = write_artifacts(dir, &report, &sources).await {
                     tracing::warn!("artifacts of {}: {e}", s.name);
                 }
@@ -118,6 +119,25 @@ pub async fn run_scenario(
         l.finish(report.passed, &summary);
     }
     Finished { report, status }
+}
+
+/// Every analysis query as the runs resolved it with the rollout's hashes.
+fn argo_queries(plan: &Plan, ctl: &Ctl) -> Vec<(String, String)> {
+    let st = ctl.status();
+    let hashes = Hashes {
+        stable: crate::cluster::RevisionHash(st.stable_rs.clone()),
+        latest: crate::cluster::RevisionHash(st.current_pod_hash.clone()),
+    };
+    let rollout = &plan.workload.manifests.rollouts[0];
+    let mut queries = Vec::new();
+    for (i, a) in plan.emulated.analyses.iter().enumerate() {
+        if let Ok(p) = run_policy(rollout, a, plan.scale, &format!("analysis-{i}"), &hashes) {
+            for m in p.metrics {
+                queries.push((m.name, m.query));
+            }
+        }
+    }
+    queries
 }
 
 /// Stack up, controller on it, baseline deployed and Healthy.
@@ -163,13 +183,13 @@ async fn provision(
 }
 
 /// Load, release, decision, observation, verdict. Fills `report`.
-async fn exercise(
+async fn exercise<C: Controller<Platform = LocalStack>>(
     s: &Scenario,
     plan: &Plan,
     opts: &RunOptions,
     line: Option<&ScenarioLine>,
     timeline: &Timeline,
-    ctl: &mut Ctl,
+    ctl: &mut C,
     report: &mut ScenarioReport,
 ) -> Status {
     let mut stop = opts.stop.clone();
@@ -223,7 +243,7 @@ async fn exercise(
         let check = tokio::time::timeout(Duration::ZERO, health.tick())
             .await
             .is_ok();
-        if check && let Err(e) = ctl.platform_mut().check_alive().await {
+        if check && let Err(e) = Controller::platform_mut(ctl).check_alive().await {
             report.failure = Some(format!("infrastructure: {e}"));
             load.stop().await;
             return Status::Infra;
@@ -267,7 +287,7 @@ async fn exercise(
     let client = stats.between(0.0, end_s);
     let evidence = Evidence {
         decision,
-        last_status: status_line(ctl),
+        last_status: ctl.status_line(),
         waited_s,
         client: verdict::client_report(&client, stats.p95_ms(0.0, end_s)),
         after: decision
@@ -304,37 +324,27 @@ async fn exercise(
     }
 }
 
-fn status_line(ctl: &Ctl) -> String {
-    let st = ctl.status();
-    if st.message.is_empty() {
-        format!("{:?}", st.phase)
-    } else {
-        format!("{:?}: {}", st.phase, st.message)
-    }
-}
-
-fn live(ctl: &Ctl, load: &Load, released: Instant) -> LiveStatus {
-    let st = ctl.status();
-    let steps = ctl.policy().steps.len();
+fn live<C: Controller>(ctl: &C, load: &Load, released: Instant) -> LiveStatus {
+    let (phase, step, weight) = ctl.live();
     let counts = load.snapshot().between(0.0, f64::INFINITY);
     let (req, err) = counts
         .values()
         .fold((0, 0), |(r, e), c| (r + c.requests, e + c.errors));
     LiveStatus {
-        phase: format!("{:?}", st.phase),
-        step: st
-            .current_step_index
-            .map(|i| format!("{}/{steps}", i.min(steps as u32))),
-        weight: st.canary.weights.as_ref().map(|w| w.canary.weight),
+        phase,
+        step,
+        weight,
         error_share: (req > 0).then(|| err as f64 / req as f64),
         elapsed_s: released.elapsed().as_secs_f64(),
     }
 }
 
-/// What the artifacts folder gets from the stack: its logs, and a range dump of every analysis
-/// query as the runs resolved it.
-fn sources(plan: &Plan, ctl: &Ctl, from: SystemTime) -> ArtifactSources {
-    let stack = ctl.platform();
+/// What the artifacts folder gets from the stack: its logs, and a range dump of `queries`.
+fn sources(
+    stack: &LocalStack,
+    queries: Vec<(String, String)>,
+    from: SystemTime,
+) -> ArtifactSources {
     let mut pod_logs: Vec<(String, PathBuf)> = std::fs::read_dir(stack.pod_logs())
         .map(|rd| {
             rd.filter_map(|e| e.ok())
@@ -350,20 +360,6 @@ fn sources(plan: &Plan, ctl: &Ctl, from: SystemTime) -> ArtifactSources {
         })
         .unwrap_or_default();
     pod_logs.sort();
-    let st = ctl.status();
-    let hashes = Hashes {
-        stable: crate::cluster::RevisionHash(st.stable_rs.clone()),
-        latest: crate::cluster::RevisionHash(st.current_pod_hash.clone()),
-    };
-    let rollout = &plan.workload.manifests.rollouts[0];
-    let mut queries = Vec::new();
-    for (i, a) in plan.emulated.analyses.iter().enumerate() {
-        if let Ok(p) = run_policy(rollout, a, plan.scale, &format!("analysis-{i}"), &hashes) {
-            for m in p.metrics {
-                queries.push((m.name, m.query));
-            }
-        }
-    }
     ArtifactSources {
         access_log: Some(stack.access_log()),
         pod_logs,
