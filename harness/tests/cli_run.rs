@@ -76,16 +76,11 @@ fn wait_for_line(child: &mut Child, needle: &str, within: Duration) -> Vec<Strin
 
 /// Children of `parent` whose command line contains `needle`.
 fn children_matching(parent: u32, needle: &str) -> Vec<u32> {
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+    gauntlet::cluster::local::process::children_of(parent)
+        .into_iter()
         .filter(|pid| {
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            let ppid = stat
-                .rsplit_once(')')
-                .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok());
             let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            ppid == Some(parent) && String::from_utf8_lossy(&cmd).contains(needle)
+            String::from_utf8_lossy(&cmd).contains(needle)
         })
         .collect()
 }

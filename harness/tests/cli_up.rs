@@ -29,16 +29,7 @@ fn processes_mentioning(needle: &str) -> Vec<String> {
 
 /// Direct children of `parent` (nginx's master, Prometheus, the pods).
 fn children_of(parent: u32) -> Vec<u32> {
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            stat.rsplit_once(')')
-                .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok())
-                == Some(parent)
-        })
-        .collect()
+    gauntlet::cluster::local::process::children_of(parent)
 }
 
 /// Memory cgroups gauntlet process `pid` created (named `gauntlet-<pid>-<n>`), anywhere.

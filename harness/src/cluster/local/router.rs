@@ -400,19 +400,7 @@ fn args(cfg: &RouterConfig) -> Vec<String> {
 /// keeps accepting for tens of milliseconds before it notices the quit command, so counting
 /// children is the only reliable sign that the previous configuration is gone.
 fn worker_count(master: u32) -> usize {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return 0;
-    };
-    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            // Field 4 (ppid) follows the parenthesised command name.
-            let ppid = stat
-                .rsplit_once(')')
-                .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok());
-            ppid == Some(master)
-        })
-        .count()
+    process::children_of(master).len()
 }
 
 async fn query_generation(socket: &Path) -> std::io::Result<u64> {

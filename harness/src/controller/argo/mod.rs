@@ -384,14 +384,7 @@ impl<P: Platform, F: RunFactory> ArgoController<P, F> {
         if idx >= self.policy.steps.len() {
             return self.policy.max_weight();
         }
-        self.policy.steps[..=idx]
-            .iter()
-            .rev()
-            .find_map(|s| match s {
-                Step::SetWeight(w) => Some(*w),
-                _ => None,
-            })
-            .unwrap_or(0)
+        last_set_weight(&self.policy.steps[..=idx])
     }
 
     /// The last `setWeight` strictly before the current step: the weight kept while the canary
@@ -399,14 +392,7 @@ impl<P: Platform, F: RunFactory> ArgoController<P, F> {
     fn previous_set_weight(&self) -> u32 {
         let idx =
             (self.status.current_step_index.unwrap_or(0) as usize).min(self.policy.steps.len());
-        self.policy.steps[..idx]
-            .iter()
-            .rev()
-            .find_map(|s| match s {
-                Step::SetWeight(w) => Some(*w),
-                _ => None,
-            })
-            .unwrap_or(0)
+        last_set_weight(&self.policy.steps[..idx])
     }
 
     /// The canary ReplicaSet's desired count (`utils/replicaset/canary.go` for traffic routing).
@@ -1097,6 +1083,18 @@ impl<P: Platform, F: RunFactory> ArgoController<P, F> {
             .unwrap_or(cap)
             .min(cap)
     }
+}
+
+/// The last `setWeight` among `steps`, 0 when there is none.
+fn last_set_weight(steps: &[Step]) -> u32 {
+    steps
+        .iter()
+        .rev()
+        .find_map(|s| match s {
+            Step::SetWeight(w) => Some(*w),
+            _ => None,
+        })
+        .unwrap_or(0)
 }
 
 /// Where a rollout ended up, in the words of a scenario's `expect.outcome`.
