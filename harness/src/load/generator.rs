@@ -8,10 +8,11 @@
 //! Rate: goose's `ThrottleRequests` alone runs about 1 ms late per token (its leaky bucket sleeps
 //! `1/rate` relative to the previous wake-up, and tokio's timer rounds up), measured here at
 //! 46.7 requests/s for 50, and later still on a busy machine. So the rate is paced by an absolute
-//! schedule of send slots (`start + k/rate`, shared by all users; fractional rates are exact;
-//! lateness does not accumulate; a slot missed because every user was busy is not caught up in
-//! a burst), and goose's `ThrottleRequests` stays on as a hard cap 25 % above the rate: the load
-//! is never unthrottled even if the pacing were wrong.
+//! schedule of send slots (`start + k/rate`, shared by all users): fractional rates are exact and
+//! late wake-ups do not accumulate. Slots missed while every user was busy or the process stalled
+//! are made up for at most [`MAX_BACKLOG`] back (a short burst, as far as `connections` and the
+//! cap allow); older ones are given up. Goose's `ThrottleRequests` stays on as a hard cap, twice
+//! the rate plus 10: the load is never unthrottled, even if the pacing were wrong.
 //!
 //! Stopping early: goose 0.19 has no per-attack stop (its killswitch is process-global, so it
 //! would stop every other load in the process, and each new attack resets it). Instead every user
@@ -79,6 +80,8 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 const START_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long `stop()` waits for goose to wind down before aborting it.
 const STOP_TIMEOUT: Duration = Duration::from_secs(5);
+/// How far back missed send slots are made up.
+const MAX_BACKLOG: Duration = Duration::from_secs(1);
 /// How often windows are closed when no request does it.
 const TICK: Duration = Duration::from_millis(100);
 
@@ -135,35 +138,36 @@ impl Load {
         let throttle = goose_cap(spec.rate);
         let users = spec.connections as usize;
 
-        timeline.emit(
-            Source::Load,
-            "start",
-            format!(
-                "load: GET {url} at {} requests/s over {users} connection(s)",
-                spec.rate
-            ),
-            serde_json::json!({
-                "url": url.as_str(),
-                "rate": spec.rate,
-                "goose_throttle_cap": throttle,
-                "connections": spec.connections,
-                "seed": spec.seed,
-            }),
-        );
-        let origin = timeline_origin(&timeline);
-
         let (stop, _) = watch::channel(false);
         let (started, _) = watch::channel(false);
         let shared = Arc::new(Shared {
             url,
             pacer: Pacer::new(spec.rate),
-            recorder: Mutex::new(Recorder::new(timeline.clone(), origin)),
+            recorder: Mutex::new(Recorder::new(timeline.clone())),
             stop,
             started,
         });
 
         let attack = configure(&host, users, throttle, transaction(shared.clone()))
             .map_err(|e| LoadError::Config(e.to_string()))?;
+
+        timeline.emit(
+            Source::Load,
+            "start",
+            format!(
+                "load: GET {} at {} requests/s over {users} connection(s)",
+                shared.url, spec.rate
+            ),
+            serde_json::json!({
+                "url": shared.url.as_str(),
+                "rate": spec.rate,
+                "goose_throttle_cap": throttle,
+                "connections": spec.connections,
+                "seed": spec.seed,
+            }),
+        );
+        // Read back the timeline's time base, for windows closed before the release.
+        shared.recorder().set_origin(timeline_origin(&timeline));
 
         let guard = sigint::before_goose().await;
         let mut started_rx = shared.started.subscribe();
@@ -259,10 +263,10 @@ impl Drop for Load {
     }
 }
 
-/// Goose's throttle (whole requests per second), a cap 25 % (and at least 1) above the paced
-/// rate, so that its own lateness never binds.
+/// Goose's throttle (whole requests per second): a cap well above the paced rate, so that its
+/// own lateness (a few ms per tick on a busy machine) never binds.
 fn goose_cap(rate: f64) -> usize {
-    (rate * 1.25).ceil() as usize + 1
+    (rate * 2.0).ceil() as usize + 10
 }
 
 /// Send slots on an absolute schedule, `interval` apart, shared by all users.
@@ -279,13 +283,14 @@ impl Pacer {
         }
     }
 
-    /// The next free slot: on schedule if a user is ready for it, else now (a missed slot is
-    /// given up, not caught up later in a burst).
+    /// The next free slot, on the schedule; no further back than [`MAX_BACKLOG`] from `now`
+    /// (a slot in the past means: send at once).
     fn claim(&self, now: Instant) -> Instant {
         let mut next = self.next.lock().unwrap_or_else(|p| p.into_inner());
+        let floor = now.checked_sub(MAX_BACKLOG).unwrap_or(now);
         let slot = match *next {
-            Some(t) if t > now => t,
-            _ => now,
+            Some(t) => t.max(floor),
+            None => now,
         };
         *next = Some(slot + self.interval);
         slot
@@ -365,16 +370,20 @@ fn transaction(shared: Arc<Shared>) -> TransactionFunction {
 /// One iteration of a user: a throttled `GET /`, counted; or, once stopping, retiring the user.
 async fn one_request(user: &mut GooseUser, shared: &Shared) {
     let mut stop = shared.stop.subscribe();
-    let retire = |user: &GooseUser| {
-        if let Some(channel) = &user.shutdown_channel {
-            // The index is unique per user; goose counts distinct reports.
-            let _ = channel.send(user.weighted_users_index + 1);
-        }
+    // Reports the user as done; false when goose's main loop is gone (its task was aborted).
+    let retire = |user: &GooseUser| match &user.shutdown_channel {
+        // The index is unique per user; goose counts distinct reports.
+        Some(channel) => channel.send(user.weighted_users_index + 1).is_ok(),
+        None => false,
     };
     if *stop.borrow_and_update() {
-        retire(user);
-        // Goose sends Exit within one turn of its 500 ms loop; don't spin meanwhile.
-        tokio::time::sleep(Duration::from_millis(25)).await;
+        if retire(user) {
+            // Goose sends Exit within one turn of its 500 ms loop; don't spin meanwhile.
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        } else {
+            // Nobody will ever send Exit: park this user for good instead of spinning.
+            std::future::pending::<()>().await;
+        }
         return;
     }
     if shared
@@ -436,7 +445,9 @@ async fn one_request(user: &mut GooseUser, shared: &Shared) {
     };
     tokio::select! {
         biased;
-        _ = stop.wait_for(|s| *s) => retire(user),
+        _ = stop.wait_for(|s| *s) => {
+            retire(user);
+        }
         done = work => {
             if let Some((version, outcome, resent)) = done {
                 let mut recorder = shared.recorder();
@@ -455,26 +466,29 @@ mod tests {
 
     #[test]
     fn goose_caps_above_the_rate() {
-        assert_eq!(goose_cap(50.0), 64);
-        assert_eq!(goose_cap(0.2), 2);
-        assert_eq!(goose_cap(1000.0), 1251);
+        assert_eq!(goose_cap(50.0), 110);
+        assert_eq!(goose_cap(0.2), 11);
+        assert_eq!(goose_cap(1000.0), 2010);
     }
 
     #[tokio::test(start_paused = true)]
-    async fn slots_keep_an_absolute_schedule_and_never_burst() {
+    async fn slots_keep_an_absolute_schedule_with_a_bounded_backlog() {
+        let ms = Duration::from_millis;
         let p = Pacer::new(4.0); // every 250 ms
-        let t0 = Instant::now();
+        let t0 = Instant::now() + Duration::from_secs(10);
         assert_eq!(p.claim(t0), t0);
-        assert_eq!(p.claim(t0), t0 + Duration::from_millis(250));
-        // A user ready late (woken 3 ms late) still gets the next slot on the grid.
-        assert_eq!(
-            p.claim(t0 + Duration::from_millis(253)),
-            t0 + Duration::from_millis(500)
-        );
-        // After a stall, sending resumes from now, not with a burst of missed slots.
+        assert_eq!(p.claim(t0), t0 + ms(250));
+        // Users ready early wait for their slot; one woken 3 ms late does not shift the grid.
+        assert_eq!(p.claim(t0 + ms(253)), t0 + ms(500));
+        assert_eq!(p.claim(t0 + ms(503)), t0 + ms(750));
+        // After a 5 s stall only the last second of missed slots is made up (sent at once),
+        // then the schedule goes on.
         let late = t0 + Duration::from_secs(5);
-        assert_eq!(p.claim(late), late);
-        assert_eq!(p.claim(late), late + Duration::from_millis(250));
+        let made_up: Vec<_> = (0..6).map(|_| p.claim(late)).collect();
+        assert_eq!(made_up[0], late - ms(1000));
+        assert_eq!(made_up[3], late - ms(250));
+        assert_eq!(made_up[4], late);
+        assert_eq!(made_up[5], late + ms(250));
     }
 
     #[tokio::test]

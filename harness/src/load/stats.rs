@@ -6,6 +6,11 @@
 //! first request), so `between(0.0, d)` starts exactly at the release. The window that is open
 //! when the release is marked is cut there, and the last window is cut at `stop()`; those two
 //! are shorter than a second, which [`Window::dur_s`] records.
+//!
+//! Each window goes to the timeline as a `load`/`window` event when it closes, with the
+//! [`Window`] as its data. That data is frozen at emission: a window emitted before the release
+//! is marked has its `t_s` on the timeline's pre-release base (the event's own `t_s` is re-based
+//! by the timeline; [`LoadStats`] always uses the current base).
 
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
@@ -178,7 +183,7 @@ impl Window {
         all
     }
 
-    /// One line for people: `50 requests, 5 errors (1.0.0: 25/0, 2.0.0: 25/5 requests/errors)`.
+    /// One line for people: `50 requests, 5 errors; 1.0.0: 25/0, 2.0.0: 25/5 requests/errors`.
     pub fn summary(&self) -> String {
         let all = self.total();
         let per: Vec<String> = self
@@ -292,17 +297,21 @@ pub(crate) struct Recorder {
 }
 
 impl Recorder {
-    /// `origin`: the timeline's base while no release is marked (see [`timeline_origin`]).
-    pub(crate) fn new(timeline: Timeline, origin: Option<Instant>) -> Self {
+    pub(crate) fn new(timeline: Timeline) -> Self {
         Recorder {
             timeline,
-            origin,
+            origin: None,
             anchor: None,
             open: None,
             closed: Vec::new(),
             resent: 0,
             finished: false,
         }
+    }
+
+    /// `origin`: the timeline's base while no release is marked (see [`timeline_origin`]).
+    pub(crate) fn set_origin(&mut self, origin: Option<Instant>) {
+        self.origin = origin;
     }
 
     /// Opens the first window at `now` if none is open yet (the first request).
@@ -589,7 +598,8 @@ mod tests {
         let tl = Timeline::new();
         tl.emit(Source::Harness, "begin", "test", serde_json::Value::Null);
         let origin = timeline_origin(&tl).unwrap();
-        let mut r = Recorder::new(tl.clone(), Some(origin));
+        let mut r = Recorder::new(tl.clone());
+        r.set_origin(Some(origin));
         tokio::time::advance(ms(500)).await;
         let t0 = Instant::now();
         r.begin(t0);
@@ -656,7 +666,7 @@ mod tests {
     async fn quiet_seconds_still_make_windows_and_a_snapshot_shows_the_open_one() {
         let tl = Timeline::new();
         tl.mark_release();
-        let mut r = Recorder::new(tl.clone(), None);
+        let mut r = Recorder::new(tl.clone());
         tokio::time::advance(ms(250)).await;
         let t0 = Instant::now();
         r.record(t0, "1.0.0", ok(1)); // opens the first window, aligned to the release grid

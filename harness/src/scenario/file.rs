@@ -154,14 +154,12 @@ pub fn parse(path: &Path, text: &str, seed: u64) -> Result<Scenario, Vec<Scenari
 
     let mut faults = Vec::new();
     if let Some(e) = &f.release.faults.errors {
-        if let Some(rate) = share(&e.rate, &mut rng)
-            .map_err(|r| err("release.faults.errors.rate", r))
-            .ok()
-        {
-            faults.push(Fault::Errors {
+        match share(&e.rate, &mut rng) {
+            Ok(rate) => faults.push(Fault::Errors {
                 rate,
                 status: e.status.unwrap_or(500),
-            });
+            }),
+            Err(r) => err("release.faults.errors.rate", r),
         }
     }
     if let Some(l) = &f.release.faults.latency {

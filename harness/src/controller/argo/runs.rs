@@ -242,10 +242,13 @@ mod tests {
     use crate::controller::argo::from_spec::from_spec;
     use crate::controller::expr::MetricValue;
 
+    /// A scripted answer for queries containing the key.
+    type Answer = (String, Result<MetricValue, String>);
+
     /// Answers every query from a script keyed by a substring of the query; records queries.
     #[derive(Clone, Default)]
     struct Scripted {
-        answers: Arc<Mutex<Vec<(String, Result<MetricValue, String>)>>>,
+        answers: Arc<Mutex<Vec<Answer>>>,
         asked: Arc<Mutex<Vec<String>>>,
     }
 
