@@ -10,31 +10,38 @@
 
 use reqwest::{RequestBuilder, Response};
 
-/// A response, and whether it took the one permitted resend.
+/// A response, and whether it needed a resend.
 #[derive(Debug)]
 pub struct Sent {
     pub response: Response,
     pub resent: bool,
 }
 
-/// Sends `request`, resending it once if the connection closed before any response came.
-/// Requests with a streaming body cannot be cloned and are never resent.
+/// Resends at most this many times. One retiring nginx worker can hold several idle pooled
+/// connections, and the resend may draw the next of them; Go keeps retrying on such stale
+/// connections too. A live server answers the first fresh connection.
+pub const MAX_RESENDS: usize = 3;
+
+/// Sends `request`, resending it while the connection closed before any response came (at
+/// most [`MAX_RESENDS`] times). Requests with a streaming body cannot be cloned and are never
+/// resent.
 pub async fn send(request: RequestBuilder) -> Result<Sent, reqwest::Error> {
-    let again = request.try_clone();
-    match request.send().await {
-        Ok(response) => Ok(Sent {
-            response,
-            resent: false,
-        }),
-        Err(e) if closed_before_response(&e) => match again {
-            Some(again) => again.send().await.map(|response| Sent {
-                response,
-                resent: true,
-            }),
-            None => Err(e),
-        },
-        Err(e) => Err(e),
+    let mut next = request.try_clone();
+    let mut result = request.send().await;
+    let mut resends = 0;
+    while let Err(e) = &result
+        && closed_before_response(e)
+        && resends < MAX_RESENDS
+        && let Some(again) = next.take()
+    {
+        next = again.try_clone();
+        resends += 1;
+        result = again.send().await;
     }
+    result.map(|response| Sent {
+        response,
+        resent: resends > 0,
+    })
 }
 
 /// Whether `send()` failed because the server closed the connection before any response:
