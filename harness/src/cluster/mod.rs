@@ -8,6 +8,8 @@
 //! - `Cluster` (added with the scenario runner) is what a scenario sees; the local backend's
 //!   `Cluster` is its `Platform` plus the emulated controller.
 
+pub mod kind;
+pub mod kube;
 pub mod local;
 
 use std::collections::BTreeMap;
