@@ -102,7 +102,7 @@ enum Command {
         #[arg(long)]
         context: Option<String>,
     },
-    /// Delete what `up --backend kind` created [not yet implemented].
+    /// Delete what `up --backend kind` created.
     Down {
         #[arg(long, value_enum, default_value_t = Backend::Kind)]
         backend: Backend,
@@ -147,7 +147,14 @@ async fn dispatch(command: Command) -> Exit {
             target,
             context: _,
         } => gauntlet::cli::up_local(&target).await,
+        Command::Up {
+            backend: Backend::Kind,
+            ..
+        } => gauntlet::cli::up_kind().await,
         Command::Up { backend, .. } => not_yet(&format!("up --backend {backend:?}")),
+        Command::Down {
+            backend: Backend::Kind,
+        } => gauntlet::cli::down_kind().await,
         Command::Down { backend } => not_yet(&format!("down --backend {backend:?}")),
         Command::Run(a) if a.backend == Backend::Local => {
             gauntlet::cli::run(gauntlet::cli::RunRequest {
@@ -163,7 +170,23 @@ async fn dispatch(command: Command) -> Exit {
             })
             .await
         }
-        Command::Run(a) => not_yet(&format!("run --backend {:?}", a.backend)),
+        Command::Run(a) => {
+            // The cluster runner is not wired yet; a machine without Docker still learns why
+            // it could not run in any case.
+            if a.backend == Backend::Kind
+                && let Err(e) = gauntlet::cluster::kind::preflight()
+            {
+                eprintln!("error: {e}");
+                return Exit::Infra;
+            }
+            not_yet(&format!(
+                "run --backend {:?}{}",
+                a.backend,
+                a.context
+                    .map(|c| format!(" --context {c}"))
+                    .unwrap_or_default()
+            ))
+        }
         Command::Validate {
             paths,
             backend: Backend::Local,

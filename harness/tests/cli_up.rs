@@ -185,3 +185,18 @@ fn a_target_without_a_rollout_is_bad_input() {
 async fn get(url: &str) -> String {
     reqwest::get(url).await.unwrap().text().await.unwrap()
 }
+
+#[test]
+fn up_on_kind_without_docker_exits_3_naming_what_is_missing() {
+    if gauntlet::cluster::kind::unavailable().is_none() {
+        eprintln!("skipped: Docker and kind are usable here");
+        return;
+    }
+    let out = gauntlet()
+        .args(["up", "--backend", "kind"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("Docker") || err.contains("kind"), "{err}");
+}

@@ -20,6 +20,14 @@ fn main() {
         .unwrap_or(0);
     let artifacts = std::env::var_os("GAUNTLET_ARTIFACTS").map(PathBuf::from);
     let backend = std::env::var("GAUNTLET_BACKEND").unwrap_or_else(|_| "local".into());
+    // On kind, without Docker the trials are reported as ignored with the reason, never as
+    // passed; with Docker the cluster runner is still to be wired (issue 7), and says so.
+    let kind_skip = (backend == "kind")
+        .then(gauntlet::cluster::kind::unavailable)
+        .flatten();
+    if let Some(reason) = &kind_skip {
+        eprintln!("skipped: {reason}");
+    }
     let trials = match load_all(&[root], seed, None) {
         Err(errors) => {
             // A suite that does not load is one failing trial naming every problem.
@@ -44,7 +52,7 @@ fn main() {
                 Trial::test(s.name.clone(), move || {
                     if backend != "local" {
                         return Err(Failed::from(format!(
-                            "skipped: GAUNTLET_BACKEND={backend} is not available in this build; only local runs"
+                            "GAUNTLET_BACKEND={backend}: the cluster runner is not wired yet; only the local backend runs scenarios"
                         )));
                     }
                     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -75,7 +83,7 @@ fn main() {
                     }
                 })
                 .with_kind(kind)
-                .with_ignored_flag(ignored)
+                .with_ignored_flag(ignored || kind_skip.is_some())
             })
             .collect(),
     };

@@ -4,4 +4,4 @@ pub mod run;
 pub mod up;
 
 pub use self::run::{RunRequest, list, run, validate};
-pub use self::up::up_local;
+pub use self::up::{down_kind, up_kind, up_local};

@@ -114,3 +114,40 @@ async fn baseline(bins: &Binaries, w: &Workload) -> Result<LocalStack, InfraErro
         .await?;
     Ok(stack)
 }
+
+/// The workspace root for the kind backend: where `kind-config.yaml` is (the current folder).
+fn kind_root() -> std::path::PathBuf {
+    std::path::PathBuf::from(".")
+}
+
+/// `gauntlet up --backend kind`: create or reuse the kind cluster and install the pinned
+/// controllers, ingress-nginx and Prometheus; exit 3 naming what is missing (Docker, kind, an
+/// unpinned download) when it cannot.
+pub async fn up_kind() -> Exit {
+    let opts = crate::cluster::kind::UpOptions::new(kind_root());
+    match crate::cluster::kind::up(&opts, &mut |l| eprintln!("{l}")).await {
+        Ok(k) => {
+            println!("ingress: {}", k.ingress_url);
+            if let Some(p) = &k.prometheus_url {
+                println!("prometheus: {p}");
+            }
+            println!("context: {}", k.context);
+            Exit::Passed
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            Exit::Infra
+        }
+    }
+}
+
+/// `gauntlet down --backend kind`.
+pub async fn down_kind() -> Exit {
+    match crate::cluster::kind::down(&kind_root(), &mut |l| eprintln!("{l}")).await {
+        Ok(()) => Exit::Passed,
+        Err(e) => {
+            eprintln!("error: {e}");
+            Exit::Infra
+        }
+    }
+}
