@@ -12,15 +12,19 @@ use tokio::time::Instant;
 use crate::cluster::InfraError;
 use crate::cluster::local::{Binaries, LocalStack};
 use crate::controller::Controller;
+use crate::controller::actions::Operable;
 use crate::controller::argo::driver::{TICK, until_decision};
+use crate::controller::argo::from_spec::Emulated as ArgoEmulated;
 use crate::controller::argo::runs::{AnalysisRuns, run_policy};
 use crate::controller::argo::{ArgoController, Decision, Hashes};
+use crate::controller::flagger::driver as flagger_driver;
+use crate::controller::flagger::{Emulated as FlaggerEmulated, FlaggerController};
 use crate::load::{Load, LoadSpec};
 use crate::prom::PromClient;
 use crate::report::artifacts::{ArtifactSources, write_artifacts};
 use crate::report::human::{LiveStatus, ScenarioLine};
 use crate::report::model::{Expected, ScenarioReport};
-use crate::scenario::budget::Plan;
+use crate::scenario::budget::{Plan, Policy};
 use crate::scenario::{Outcome, Scenario};
 use crate::target;
 use crate::timeline::{Source, Timeline};
@@ -59,7 +63,8 @@ pub struct Finished {
     pub status: Status,
 }
 
-type Ctl = ArgoController<LocalStack, AnalysisRuns<PromClient>>;
+type ArgoCtl = ArgoController<LocalStack, AnalysisRuns<PromClient>>;
+type FlaggerCtl = FlaggerController<LocalStack, PromClient>;
 
 /// Runs `s` with its checked `plan`.
 pub async fn run_scenario(
@@ -88,25 +93,43 @@ pub async fn run_scenario(
         client: Default::default(),
         timeline: Vec::new(),
     };
-    let status = match provision(s, plan, opts, &timeline).await {
-        Err(e) => {
-            report.failure = Some(format!("infrastructure: {e}"));
-            Status::Infra
-        }
-        Ok(mut ctl) => {
-            let status = exercise(s, plan, opts, line, &timeline, &mut ctl, &mut report).await;
-            report.timeline = timeline.snapshot();
-            report.elapsed_s = started.elapsed().as_secs_f64();
-            report.passed = status == Status::Passed;
-            if let Some(dir) = &opts.artifacts {
-                let sources = sources(ctl.platform(), argo_queries(plan, &ctl), started_wall);
-                if let Err(e) = write_artifacts(dir, &report, &sources).await {
-                    tracing::warn!("artifacts of {}: {e}", s.name);
-                }
+    report.controller = plan.policy.controller().into();
+    let status = match &plan.policy {
+        Policy::Argo(e) => match provision_argo(s, plan, e, opts, &timeline).await {
+            Err(err) => infra(&mut report, err),
+            Ok(ctl) => {
+                let queries = |c: &ArgoCtl| argo_queries(plan, e, c);
+                let run = Run {
+                    s,
+                    opts,
+                    line,
+                    timeline: &timeline,
+                    started,
+                    started_wall,
+                };
+                run.finish(plan, ctl, &mut report, queries).await
             }
-            ctl.into_platform().shutdown().await;
-            status
-        }
+        },
+        Policy::Flagger(e) => match provision_flagger(s, plan, e, opts, &timeline).await {
+            Err(err) => infra(&mut report, err),
+            Ok(ctl) => {
+                let queries = |c: &FlaggerCtl| {
+                    let p = c.policy();
+                    (p.builtin_checks.iter().chain(&p.template_checks))
+                        .map(|k| (k.metric.clone(), k.query.clone()))
+                        .collect()
+                };
+                let run = Run {
+                    s,
+                    opts,
+                    line,
+                    timeline: &timeline,
+                    started,
+                    started_wall,
+                };
+                run.finish(plan, ctl, &mut report, queries).await
+            }
+        },
     };
     report.timeline = timeline.snapshot();
     report.elapsed_s = started.elapsed().as_secs_f64();
@@ -121,8 +144,56 @@ pub async fn run_scenario(
     Finished { report, status }
 }
 
+fn infra(report: &mut ScenarioReport, e: InfraError) -> Status {
+    report.failure = Some(format!("infrastructure: {e}"));
+    Status::Infra
+}
+
+/// One scenario's run, whichever controller: the parts that do not change.
+struct Run<'a> {
+    s: &'a Scenario,
+    opts: &'a RunOptions,
+    line: Option<&'a ScenarioLine>,
+    timeline: &'a Timeline,
+    started: Instant,
+    started_wall: SystemTime,
+}
+
+impl Run<'_> {
+    /// Load, release, verdict; then artifacts (even on failure) and teardown.
+    async fn finish<C: Controller<Platform = LocalStack> + Operable>(
+        &self,
+        plan: &Plan,
+        mut ctl: C,
+        report: &mut ScenarioReport,
+        queries: impl Fn(&C) -> Vec<(String, String)>,
+    ) -> Status {
+        let status = exercise(
+            self.s,
+            plan,
+            self.opts,
+            self.line,
+            self.timeline,
+            &mut ctl,
+            report,
+        )
+        .await;
+        report.timeline = self.timeline.snapshot();
+        report.elapsed_s = self.started.elapsed().as_secs_f64();
+        report.passed = status == Status::Passed;
+        if let Some(dir) = &self.opts.artifacts {
+            let sources = sources(ctl.platform(), queries(&ctl), self.started_wall);
+            if let Err(e) = write_artifacts(dir, report, &sources).await {
+                tracing::warn!("artifacts of {}: {e}", self.s.name);
+            }
+        }
+        ctl.into_platform().shutdown().await;
+        status
+    }
+}
+
 /// Every analysis query as the runs resolved it with the rollout's hashes.
-fn argo_queries(plan: &Plan, ctl: &Ctl) -> Vec<(String, String)> {
+fn argo_queries(plan: &Plan, e: &ArgoEmulated, ctl: &ArgoCtl) -> Vec<(String, String)> {
     let st = ctl.status();
     let hashes = Hashes {
         stable: crate::cluster::RevisionHash(st.stable_rs.clone()),
@@ -130,7 +201,7 @@ fn argo_queries(plan: &Plan, ctl: &Ctl) -> Vec<(String, String)> {
     };
     let rollout = &plan.workload.manifests.rollouts[0];
     let mut queries = Vec::new();
-    for (i, a) in plan.emulated.analyses.iter().enumerate() {
+    for (i, a) in e.analyses.iter().enumerate() {
         if let Ok(p) = run_policy(rollout, a, plan.scale, &format!("analysis-{i}"), &hashes) {
             for m in p.metrics {
                 queries.push((m.name, m.query));
@@ -140,27 +211,73 @@ fn argo_queries(plan: &Plan, ctl: &Ctl) -> Vec<(String, String)> {
     queries
 }
 
-/// Stack up, controller on it, baseline deployed and Healthy.
-async fn provision(
-    s: &Scenario,
+/// The stack for `plan`'s workload.
+async fn stack(
     plan: &Plan,
     opts: &RunOptions,
     timeline: &Timeline,
-) -> Result<Ctl, InfraError> {
-    let w = &plan.workload;
+) -> Result<LocalStack, InfraError> {
     let bins = Binaries::locate()?;
-    let mut stack_opts = w.stack_options(opts.seed);
+    let mut stack_opts = plan.workload.stack_options(opts.seed);
     stack_opts.grace = Duration::from_secs(5);
-    let stack = LocalStack::start(&bins, stack_opts, timeline.clone()).await?;
+    LocalStack::start(&bins, stack_opts, timeline.clone()).await
+}
+
+/// Flagger: stack up, the Canary initialized, the primary serving.
+async fn provision_flagger(
+    s: &Scenario,
+    plan: &Plan,
+    e: &FlaggerEmulated,
+    opts: &RunOptions,
+    timeline: &Timeline,
+) -> Result<FlaggerCtl, InfraError> {
+    let w = &plan.workload;
+    let stack = stack(plan, opts, timeline).await?;
+    let prom = stack.prom().clone();
+    let mut ctl = FlaggerController::new(e.policy.clone(), stack, prom, timeline.clone())?;
+    let spec = w.with_env(&[("APP_VERSION".into(), s.baseline_version.clone())]);
+    let template = w
+        .pod_template(&spec)
+        .map_err(|e| InfraError::Other(e.to_string()))?;
+    Controller::apply_template(&mut ctl, target::pod_template_hash(&spec), template).await?;
+    match flagger_driver::until_decision(&mut ctl, BASELINE_WITHIN).await? {
+        Some((Decision::Promoted, _)) => {}
+        _ => {
+            return Err(InfraError::Other(format!(
+                "the Canary did not initialize: {}",
+                ctl.status_line()
+            )));
+        }
+    }
+    let primary = ctl
+        .primary_revision()
+        .cloned()
+        .ok_or_else(|| InfraError::Other("the Canary initialized without a primary".into()))?;
+    ctl.platform()
+        .wait_available(&primary, w.replicas, BASELINE_WITHIN)
+        .await?;
+    Ok(ctl)
+}
+
+/// Argo: stack up, controller on it, baseline deployed and Healthy.
+async fn provision_argo(
+    s: &Scenario,
+    plan: &Plan,
+    e: &ArgoEmulated,
+    opts: &RunOptions,
+    timeline: &Timeline,
+) -> Result<ArgoCtl, InfraError> {
+    let w = &plan.workload;
+    let stack = stack(plan, opts, timeline).await?;
     let rollout = w.manifests.rollouts[0].clone();
     let runs = AnalysisRuns::new(
         rollout,
-        plan.emulated.analyses.clone(),
+        e.analyses.clone(),
         stack.prom().clone(),
         plan.scale,
         timeline.clone(),
     );
-    let mut ctl = ArgoController::new(plan.emulated.policy.clone(), stack, runs, timeline.clone());
+    let mut ctl = ArgoController::new(e.policy.clone(), stack, runs, timeline.clone());
     let spec = w.with_env(&[("APP_VERSION".into(), s.baseline_version.clone())]);
     let hash = target::pod_template_hash(&spec);
     let template = w
@@ -183,7 +300,7 @@ async fn provision(
 }
 
 /// Load, release, decision, observation, verdict. Fills `report`.
-async fn exercise<C: Controller<Platform = LocalStack>>(
+async fn exercise<C: Controller<Platform = LocalStack> + Operable>(
     s: &Scenario,
     plan: &Plan,
     opts: &RunOptions,
@@ -238,6 +355,8 @@ async fn exercise<C: Controller<Platform = LocalStack>>(
     let mut decision = None;
     let mut interrupted = false;
     let mut health = tokio::time::interval(Duration::from_secs(1));
+    let mut pending = s.actions.clone();
+    let mut reacted_by = Duration::ZERO;
     while released.elapsed() < wait {
         // A dead nginx or Prometheus would otherwise show up as a slow, wrong verdict.
         let check = tokio::time::timeout(Duration::ZERO, health.tick())
@@ -256,11 +375,38 @@ async fn exercise<C: Controller<Platform = LocalStack>>(
         if let Some(l) = line {
             l.update(&live(ctl, &load, released));
         }
-        if let Some(d) = ctl.decision() {
-            decision = Some((Outcome::from(d), released.elapsed().as_secs_f64()));
-            break;
+        while let Some(next) = pending.first()
+            && released.elapsed() >= next.at
+        {
+            let a = pending.remove(0);
+            reacted_by = released.elapsed() + ctl.reaction_time() + TICK;
+            let result = ctl.act(a.action);
+            timeline.emit(
+                Source::Harness,
+                "action",
+                match &result {
+                    Ok(()) => format!("action {}", a.action.name()),
+                    Err(e) => format!("action {} refused: {e}", a.action.name()),
+                },
+                serde_json::json!({"action": a.action.name(), "at_s": a.at.as_secs_f64()}),
+            );
         }
-        let nap = ctl.wait_hint(TICK);
+        if let Some(d) = ctl.decision() {
+            // A pause is not the end while the scenario still has something to do about it,
+            // nor before the controller had time to react to the last action.
+            let reacting = released.elapsed() < reacted_by;
+            let final_state = d != Decision::Paused || (pending.is_empty() && !reacting);
+            if final_state {
+                decision = Some((Outcome::from(d), released.elapsed().as_secs_f64()));
+                break;
+            }
+        }
+        let nap = match pending.first() {
+            Some(a) => ctl
+                .wait_hint(TICK)
+                .min(a.at.saturating_sub(released.elapsed())),
+            None => ctl.wait_hint(TICK),
+        };
         tokio::select! {
             _ = tokio::time::sleep(nap) => {}
             _ = stop.changed() => { interrupted = true; break; }

@@ -70,7 +70,7 @@ pub fn load_argo(dir: &Path) -> Result<Workload, TargetError> {
             return Err(unusable(
                 dir,
                 "kind",
-                "a Flagger Canary is not supported on the local backend yet; use a Rollout".into(),
+                "the target holds a Flagger Canary; load it with `controller::flagger::target::load_flagger`".into(),
             ));
         }
         Err(e) => return Err(unusable(dir, "kind", e)),

@@ -93,6 +93,20 @@ pub fn judge(s: &Scenario, e: &Evidence, timeline: &[Event]) -> Vec<String> {
             s.client_error_max * 100.0
         ));
     }
+    if let (Some(want), Some((_, at))) = (&s.weights, e.decision) {
+        let mut went: Vec<u64> = Vec::new();
+        for w in weights_between(timeline, 0.0, at) {
+            if w > 0 && went.last() != Some(&w) {
+                went.push(w);
+            }
+        }
+        let want: Vec<u64> = want.iter().map(|w| *w as u64).collect();
+        if went != want {
+            failures.push(format!(
+                "the canary weights went {went:?}, expected {want:?}"
+            ));
+        }
+    }
     if let Some((got, at)) = e.decision
         && got == s.outcome
     {
@@ -137,9 +151,15 @@ pub fn judge(s: &Scenario, e: &Evidence, timeline: &[Event]) -> Vec<String> {
 
 /// Canary weights the router applied after `t_s`.
 fn weights_after(timeline: &[Event], t_s: f64) -> Vec<u64> {
+    weights_between(timeline, t_s, f64::INFINITY)
+}
+
+/// Canary weights the router applied in `(from_s, to_s]`, in order.
+fn weights_between(timeline: &[Event], from_s: f64, to_s: f64) -> Vec<u64> {
     timeline
         .iter()
-        .filter(|e| e.source == Source::Router && e.kind == "canary-route" && e.t_s > t_s)
+        .filter(|e| e.source == Source::Router && e.kind == "canary-route")
+        .filter(|e| e.t_s > from_s && e.t_s <= to_s)
         .filter_map(|e| e.data.get("weight").and_then(|w| w.as_u64()))
         .collect()
 }
@@ -250,6 +270,29 @@ mod tests {
         assert_eq!(
             f,
             ["after the rollback the canary weight rose again to [20]"]
+        );
+    }
+
+    #[test]
+    fn the_weight_sequence_is_checked_when_expected() {
+        let tl = Timeline::new();
+        tl.mark_release();
+        for w in [1, 2, 2, 10, 80, 0] {
+            tl.emit(
+                Source::Router,
+                "canary-route",
+                "w",
+                serde_json::json!({"weight": w}),
+            );
+        }
+        let e = evidence(Some((Outcome::Promoted, 1e9)), &[("2.0.0", 100, 0)], &[]);
+        let mut s = scenario(Outcome::Promoted).within(Duration::from_secs(u64::MAX / 4));
+        s.weights = Some(vec![1, 2, 10, 80]);
+        assert_eq!(judge(&s, &e, &tl.snapshot()), Vec::<String>::new());
+        s.weights = Some(vec![1, 2, 10, 50]);
+        assert_eq!(
+            judge(&s, &e, &tl.snapshot()),
+            ["the canary weights went [1, 2, 10, 80], expected [1, 2, 10, 50]"]
         );
     }
 

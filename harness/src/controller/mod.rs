@@ -1,9 +1,11 @@
 //! Local emulation of the progressive-delivery controllers, free of I/O where it can be, so the
 //! decisions can be tested under a paused clock.
 
+pub mod actions;
 pub mod analysis;
 pub mod argo;
 pub mod expr;
+pub mod flagger;
 pub mod timescale;
 
 use std::time::Duration;

@@ -22,9 +22,25 @@ use crate::target::{self, Workload};
 #[derive(Debug, Clone)]
 pub struct Plan {
     pub workload: Workload,
-    pub emulated: Emulated,
+    pub policy: Policy,
     pub scale: TimeScale,
     pub fastest: Fastest,
+}
+
+/// The emulated controller's policy, by controller.
+#[derive(Debug, Clone)]
+pub enum Policy {
+    Argo(Emulated),
+    Flagger(crate::controller::flagger::Emulated),
+}
+
+impl Policy {
+    pub fn controller(&self) -> &'static str {
+        match self {
+            Policy::Argo(_) => "argo",
+            Policy::Flagger(_) => "flagger",
+        }
+    }
 }
 
 /// The earliest each outcome can come after the release; `None`: the policy never reaches it.
@@ -51,6 +67,26 @@ pub fn plan(s: &Scenario, time_scale: Option<f64>) -> Result<Plan, Vec<ScenarioE
     let err = |key: &str, reason: String| vec![ScenarioError::new(&s.file, key, reason)];
     let factor = time_scale.or(s.time_scale).unwrap_or(1.0);
     let scale = TimeScale::new(factor).map_err(|e| err("timeScale", e))?;
+    let manifests =
+        crate::spec::load_target(&s.target).map_err(|e| err("target", e.to_string()))?;
+    if manifests.controller() == Ok(crate::spec::ControllerKind::Flagger) {
+        let (workload, emulated) =
+            crate::controller::flagger::target::load_flagger(&s.target, scale)
+                .map_err(|e| err("target", e.to_string()))?;
+        let (promoted, rolled_back, paused) = crate::controller::flagger::fastest(&emulated.policy);
+        let fastest = Fastest {
+            promoted,
+            rolled_back,
+            paused,
+        };
+        check_budget(s, "flagger", factor, &fastest)?;
+        return Ok(Plan {
+            workload,
+            policy: Policy::Flagger(emulated),
+            scale,
+            fastest,
+        });
+    }
     let workload = target::load_argo(&s.target).map_err(|e| err("target", e.to_string()))?;
     let rollout = &workload.manifests.rollouts[0];
     let emulated = from_spec(&workload.manifests, rollout, scale).map_err(|e| err("target", e))?;
@@ -66,37 +102,63 @@ pub fn plan(s: &Scenario, time_scale: Option<f64>) -> Result<Plan, Vec<ScenarioE
         bounds.push(decision_bounds(&policy));
     }
     let fastest = fastest(&emulated, &bounds);
-    match fastest.of(s.outcome) {
-        None => {
-            return Err(err(
-                "expect.outcome",
-                format!(
-                    "the Rollout in {} can never end {}: {}",
-                    s.target.display(),
-                    s.outcome,
-                    never_reason(s.outcome)
-                ),
-            ));
-        }
-        Some(min) if s.within < min => {
-            return Err(err(
-                "expect.within",
-                format!(
-                    "{} is shorter than the fastest {} decision the policy allows ({} at time scale {factor}); raise the budget or lower timeScale",
-                    humantime::format_duration(s.within),
-                    s.outcome,
-                    humantime::format_duration(round_ms(min)),
-                ),
-            ));
-        }
-        Some(_) => {}
-    }
+    check_budget(s, "argo", factor, &fastest)?;
     Ok(Plan {
         workload,
-        emulated,
+        policy: Policy::Argo(emulated),
         scale,
         fastest,
     })
+}
+
+/// The budget against the fastest decision: refused with both numbers when it cannot be met.
+fn check_budget(
+    s: &Scenario,
+    controller: &str,
+    factor: f64,
+    fastest: &Fastest,
+) -> Result<(), Vec<ScenarioError>> {
+    let err = |key: &str, reason: String| vec![ScenarioError::new(&s.file, key, reason)];
+    let wrong: Vec<ScenarioError> = s
+        .actions
+        .iter()
+        .enumerate()
+        .filter(|(_, a)| !a.action.applies_to(controller))
+        .map(|(i, a)| {
+            ScenarioError::new(
+                &s.file,
+                &format!("actions[{i}].action"),
+                format!("`{}` is not an operation of {controller}", a.action.name()),
+            )
+        })
+        .collect();
+    if !wrong.is_empty() {
+        return Err(wrong);
+    }
+    match fastest.of(s.outcome) {
+        // Actions (a promote, an opened gate, a rollback hook) can reach what the policy
+        // alone cannot.
+        None if !s.actions.is_empty() => Ok(()),
+        None => Err(err(
+            "expect.outcome",
+            format!(
+                "the policy in {} can never end {}: {}",
+                s.target.display(),
+                s.outcome,
+                never_reason(s.outcome)
+            ),
+        )),
+        Some(min) if s.within < min => Err(err(
+            "expect.within",
+            format!(
+                "{} is shorter than the fastest {} decision the policy allows ({} at time scale {factor}); raise the budget or lower timeScale",
+                humantime::format_duration(s.within),
+                s.outcome,
+                humantime::format_duration(round_ms(min)),
+            ),
+        )),
+        Some(_) => Ok(()),
+    }
 }
 
 fn never_reason(o: Outcome) -> &'static str {

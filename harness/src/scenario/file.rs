@@ -9,7 +9,8 @@ use rand::{RngExt, SeedableRng};
 use serde::Deserialize;
 
 use super::{
-    DEFAULT_CLIENT_ERROR_MAX, DEFAULT_CONNECTIONS, Fault, Outcome, Scenario, ScenarioError,
+    Action, DEFAULT_CLIENT_ERROR_MAX, DEFAULT_CONNECTIONS, Fault, Outcome, Scenario, ScenarioError,
+    Scheduled,
 };
 
 #[derive(Debug, Deserialize)]
@@ -26,6 +27,16 @@ struct File {
     time_scale: Option<f64>,
     #[serde(default)]
     tags: Vec<String>,
+    #[serde(default)]
+    actions: Vec<ActionEntry>,
+}
+
+/// `{ at: 10s, action: open-gate }`: done that long after the release.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ActionEntry {
+    at: String,
+    action: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -110,6 +121,7 @@ struct Expect {
     outcome: Outcome,
     within: String,
     client_errors: Option<ClientErrors>,
+    weights: Option<Vec<u32>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -190,6 +202,30 @@ pub fn parse(path: &Path, text: &str, seed: u64) -> Result<Scenario, Vec<Scenari
     if f.release.faults.unready {
         faults.push(Fault::Unready);
     }
+    let mut actions = Vec::new();
+    for (i, a) in f.actions.iter().enumerate() {
+        let at = humantime::parse_duration(a.at.trim()).map_err(|e| {
+            err(
+                &format!("actions[{i}].at"),
+                format!("{:?}: {e} (write e.g. 10s)", a.at),
+            )
+        });
+        let action = Action::ALL
+            .iter()
+            .find(|(n, _)| *n == a.action.trim())
+            .map(|(_, act)| *act)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Action::ALL.iter().map(|(n, _)| *n).collect();
+                err(
+                    &format!("actions[{i}].action"),
+                    format!("{:?} is not one of {}", a.action, names.join(", ")),
+                )
+            });
+        if let (Ok(at), Ok(action)) = (at, action) {
+            actions.push(Scheduled { at, action });
+        }
+    }
+    actions.sort_by_key(|a| a.at);
     let rate = per_second(&f.load.rate)
         .map_err(|r| err("load.rate", r))
         .unwrap_or(1.0);
@@ -232,6 +268,8 @@ pub fn parse(path: &Path, text: &str, seed: u64) -> Result<Scenario, Vec<Scenari
         client_error_max,
         time_scale: f.time_scale,
         tags: f.tags,
+        actions,
+        weights: f.expect.weights,
     };
     if let Err(e) = scenario.check() {
         errors.extend(e);

@@ -92,6 +92,58 @@ impl Fault {
     }
 }
 
+/// What a person (or a pipeline) does to a rollout while it runs: the plugin's operations on
+/// Argo, the loadtester's gates on Flagger.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Promote,
+    PromoteFull,
+    Abort,
+    Retry,
+    /// Flagger: open the confirm gate (`/gate/open`), letting a confirm-* hook pass.
+    OpenGate,
+    /// Flagger: close the confirm gate again.
+    CloseGate,
+    /// Flagger: open the rollback gate (`/rollback/open`): the rollback hook aborts the canary.
+    Rollback,
+}
+
+impl Action {
+    pub const ALL: [(&'static str, Action); 7] = [
+        ("promote", Action::Promote),
+        ("promote-full", Action::PromoteFull),
+        ("abort", Action::Abort),
+        ("retry", Action::Retry),
+        ("open-gate", Action::OpenGate),
+        ("close-gate", Action::CloseGate),
+        ("rollback", Action::Rollback),
+    ];
+
+    pub fn name(self) -> &'static str {
+        Action::ALL
+            .iter()
+            .find(|(_, a)| *a == self)
+            .map_or("?", |(n, _)| n)
+    }
+
+    /// Whether the controller has this operation at all.
+    pub fn applies_to(self, controller: &str) -> bool {
+        match self {
+            Action::Promote | Action::PromoteFull | Action::Abort | Action::Retry => {
+                controller == "argo"
+            }
+            Action::OpenGate | Action::CloseGate | Action::Rollback => controller == "flagger",
+        }
+    }
+}
+
+/// An action at a time after the release.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Scheduled {
+    pub at: Duration,
+    pub action: Action,
+}
+
 /// A validated scenario.
 #[derive(Debug, Clone)]
 pub struct Scenario {
@@ -114,6 +166,11 @@ pub struct Scenario {
     pub client_error_max: f64,
     pub time_scale: Option<f64>,
     pub tags: Vec<String>,
+    /// In time order.
+    pub actions: Vec<Scheduled>,
+    /// The canary weights the router must go through, in order, between the release and the
+    /// decision (0 and repeats left out), e.g. Flagger's `stepWeights`.
+    pub weights: Option<Vec<u32>>,
 }
 
 /// Defaults a scenario file may leave out.
@@ -142,7 +199,16 @@ impl Scenario {
             client_error_max: DEFAULT_CLIENT_ERROR_MAX,
             time_scale: None,
             tags: Vec::new(),
+            actions: Vec::new(),
+            weights: None,
         }
+    }
+
+    /// Schedules `action` at `at` after the release.
+    pub fn action(mut self, at: Duration, action: Action) -> Self {
+        self.actions.push(Scheduled { at, action });
+        self.actions.sort_by_key(|a| a.at);
+        self
     }
 
     pub fn named(mut self, name: &str) -> Self {

@@ -2,13 +2,14 @@
 //!
 //! A scenario's `target` is a folder of the manifests a user would apply to a cluster.
 //! [`load_target`] reads it ([`manifests`]), decodes the objects the emulation interprets
-//! ([`argo`]; Flagger's come raw for now) and validates them as their CRD and controller would,
+//! ([`argo`], [`flagger`]) and validates them as their CRD and controller would,
 //! plus what would only fail at run time. Any problem refuses the policy up front (exit 2),
 //! every one of them reported with file, object and key path ([`SpecError`]).
 
 pub mod argo;
 pub mod duration;
 pub mod error;
+pub mod flagger;
 pub mod manifests;
 pub mod shape;
 
@@ -28,5 +29,6 @@ pub use self::manifests::{
 pub fn load_target(dir: &Path) -> Result<Manifests, SpecErrors> {
     let (manifests, mut errors) = Manifests::load_partial(dir);
     errors.extend(argo::validate(&manifests));
+    errors.extend(flagger::validate(&manifests));
     SpecErrors(errors).into_result(manifests)
 }
