@@ -13,11 +13,10 @@ use crate::cluster::InfraError;
 use crate::cluster::local::{Binaries, LocalStack};
 use crate::controller::Controller;
 use crate::controller::actions::Operable;
-use crate::controller::argo::driver::{TICK, until_decision};
 use crate::controller::argo::from_spec::Emulated as ArgoEmulated;
 use crate::controller::argo::runs::{AnalysisRuns, run_policy};
 use crate::controller::argo::{ArgoController, Decision, Hashes};
-use crate::controller::flagger::driver as flagger_driver;
+use crate::controller::driver::{TICK, until_decision};
 use crate::controller::flagger::{Emulated as FlaggerEmulated, FlaggerController};
 use crate::load::{Load, LoadSpec};
 use crate::prom::PromClient;
@@ -240,7 +239,7 @@ async fn provision_flagger(
         .pod_template(&spec)
         .map_err(|e| InfraError::Other(e.to_string()))?;
     Controller::apply_template(&mut ctl, target::pod_template_hash(&spec), template).await?;
-    match flagger_driver::until_decision(&mut ctl, BASELINE_WITHIN).await? {
+    match until_decision(&mut ctl, BASELINE_WITHIN).await? {
         Some((Decision::Promoted, _)) => {}
         _ => {
             return Err(InfraError::Other(format!(

@@ -12,10 +12,10 @@ use std::time::Duration;
 
 use common::*;
 use gauntlet::cluster::local::{Binaries, LocalStack};
-use gauntlet::controller::argo::driver::{settle, until_decision};
 use gauntlet::controller::argo::from_spec::from_spec;
 use gauntlet::controller::argo::runs::AnalysisRuns;
 use gauntlet::controller::argo::{ArgoController, Decision, Operation, Phase};
+use gauntlet::controller::driver::{settle, until_decision};
 use gauntlet::controller::timescale::TimeScale;
 use gauntlet::prom::PromClient;
 use gauntlet::target::{self, Workload};

@@ -17,7 +17,7 @@ use std::time::Duration;
 use common::*;
 use gauntlet::cluster::local::{Binaries, LocalStack};
 use gauntlet::controller::argo::Decision;
-use gauntlet::controller::flagger::driver::{settle, until_decision};
+use gauntlet::controller::driver::{settle, until_decision};
 use gauntlet::controller::flagger::target::load_flagger;
 use gauntlet::controller::flagger::{FlaggerController, Phase, fastest};
 use gauntlet::controller::timescale::TimeScale;

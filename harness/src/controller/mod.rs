@@ -4,6 +4,7 @@
 pub mod actions;
 pub mod analysis;
 pub mod argo;
+pub mod driver;
 pub mod expr;
 pub mod flagger;
 pub mod timescale;

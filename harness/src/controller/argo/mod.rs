@@ -10,7 +10,6 @@
 //! Analysis runs come from a [`RunFactory`], so the rollout rules can be tested with scripted
 //! runs under a paused clock, apart from the measurement rules of `analysis.rs`.
 
-pub mod driver;
 pub mod from_spec;
 pub mod policy;
 pub mod runs;

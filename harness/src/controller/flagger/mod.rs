@@ -20,7 +20,6 @@
 //! default), so the scheduling rules can be tested under a paused clock with scripted answers.
 
 pub mod checks;
-pub mod driver;
 pub mod from_spec;
 pub mod policy;
 pub mod status;

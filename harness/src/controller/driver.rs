@@ -1,12 +1,13 @@
-//! Running the engine in real time: passes when work is due, and at least every `tick` so pod
-//! changes (a canary becoming available, a crash) are seen as an informer would deliver them.
+//! Running an emulated controller in real time: a pass whenever work is due (a pause expiring,
+//! a measurement, a tick), and at least every [`TICK`] so pod changes (a canary becoming
+//! available, a crash) are seen as an informer would deliver them.
 
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::{ArgoController, Decision, RunFactory};
-use crate::cluster::{InfraError, Platform};
+use super::{Controller, Decision};
+use crate::cluster::InfraError;
 
 /// How often a pass runs at the latest: pod state changes are noticed within this.
 pub const TICK: Duration = Duration::from_millis(200);
@@ -16,8 +17,8 @@ pub const TICK: Duration = Duration::from_millis(200);
 ///
 /// # Errors
 /// An infrastructure failure of the platform.
-pub async fn until_decision<P: Platform, F: RunFactory>(
-    ctl: &mut ArgoController<P, F>,
+pub async fn until_decision<C: Controller>(
+    ctl: &mut C,
     within: Duration,
 ) -> Result<Option<(Decision, Duration)>, InfraError> {
     let start = Instant::now();
@@ -49,10 +50,7 @@ pub async fn until_decision<P: Platform, F: RunFactory>(
 ///
 /// # Errors
 /// An infrastructure failure of the platform.
-pub async fn settle<P: Platform, F: RunFactory>(
-    ctl: &mut ArgoController<P, F>,
-    how_long: Duration,
-) -> Result<(), InfraError> {
+pub async fn settle<C: Controller>(ctl: &mut C, how_long: Duration) -> Result<(), InfraError> {
     let deadline = Instant::now() + how_long;
     loop {
         ctl.reconcile().await?;
