@@ -156,8 +156,14 @@ async fn dispatch(command: Command) -> Exit {
             backend: Backend::Kind,
         } => gauntlet::cli::down_kind().await,
         Command::Down { backend } => not_yet(&format!("down --backend {backend:?}")),
-        Command::Run(a) if a.backend == Backend::Local => {
+        Command::Run(a) => {
             gauntlet::cli::run(gauntlet::cli::RunRequest {
+                backend: match a.backend {
+                    Backend::Local => gauntlet::cli::RunBackend::Local,
+                    Backend::Kind => gauntlet::cli::RunBackend::Kind,
+                    Backend::Kube => gauntlet::cli::RunBackend::Kube,
+                },
+                context: a.context,
                 paths: a.paths,
                 filter: a.filter,
                 tag: a.tag,
@@ -169,23 +175,6 @@ async fn dispatch(command: Command) -> Exit {
                 artifacts: a.artifacts,
             })
             .await
-        }
-        Command::Run(a) => {
-            // The cluster runner is not wired yet; a machine without Docker still learns why
-            // it could not run in any case.
-            if a.backend == Backend::Kind
-                && let Err(e) = gauntlet::cluster::kind::preflight()
-            {
-                eprintln!("error: {e}");
-                return Exit::Infra;
-            }
-            not_yet(&format!(
-                "run --backend {:?}{}",
-                a.backend,
-                a.context
-                    .map(|c| format!(" --context {c}"))
-                    .unwrap_or_default()
-            ))
         }
         Command::Validate {
             paths,

@@ -230,3 +230,36 @@ fn ctrl_c_stops_the_run_writes_reports_and_leaves_nothing_behind() {
         .collect();
     assert!(left.is_empty(), "temp folders left: {left:?}");
 }
+
+#[test]
+fn on_kind_budgets_are_checked_at_full_speed_and_a_missing_docker_is_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Written for timeScale 0.25 (the pauses take 15 s): real controllers take the full 60 s.
+    let fast = scenario(tmp.path(), "fast-budget", HEALTHY);
+    let out = gauntlet(tmp.path())
+        .args(["run", "--backend", "kind"])
+        .arg(&fast)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("(1m at time scale 1)"), "{err}");
+
+    if gauntlet::cluster::kind::unavailable().is_none() {
+        eprintln!("skipped the Docker half: Docker and kind are usable here");
+        return;
+    }
+    let slow = scenario(
+        tmp.path(),
+        "cluster-budget",
+        "release: { version: \"2.0.0\" }\nexpect: { outcome: promoted, within: 5m }\n",
+    );
+    let out = gauntlet(tmp.path())
+        .args(["run", "--backend", "kind"])
+        .arg(&slow)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("Docker"), "{err}");
+}

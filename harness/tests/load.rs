@@ -72,6 +72,7 @@ fn spec(rate: f64, connections: u32) -> LoadSpec {
         rate,
         connections,
         seed: 7,
+        host: None,
     }
 }
 
@@ -343,4 +344,39 @@ async fn loads_run_one_after_another_in_one_process() {
             "{all:?}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_host_header_is_sent_when_the_ingress_routes_by_host() {
+    // The server answers with the Host it saw as the version, so the tally shows it.
+    async fn echo_host(headers: axum::http::HeaderMap) -> impl axum::response::IntoResponse {
+        let host = headers
+            .get("host")
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        ([("x-app-version", host)], "ok")
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        axum::serve(listener, Router::new().route("/", get(echo_host)))
+            .await
+            .unwrap()
+    });
+    let mut s = spec(20.0, 1);
+    s.host = Some("ns-1.gauntlet.test".into());
+    let load = Load::start(&url, s, Timeline::new()).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while total_requests(&load.snapshot()) < 3 {
+        assert!(tokio::time::Instant::now() < deadline, "no answers");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let stats = load.stop().await;
+    let all = stats.between(f64::NEG_INFINITY, f64::INFINITY);
+    assert_eq!(
+        all.keys().collect::<Vec<_>>(),
+        vec!["ns-1.gauntlet.test"],
+        "{all:?}"
+    );
 }

@@ -45,10 +45,13 @@ async fn sigint_still_reaches_tokio_after_loads_ran() {
         rate: 50.0,
         connections: 2,
         seed: 0,
+        host: None,
     };
 
     for round in 0..2 {
-        let load = Load::start(&url, spec, Timeline::new()).await.unwrap();
+        let load = Load::start(&url, spec.clone(), Timeline::new())
+            .await
+            .unwrap();
         grows(&load, 0).await;
         raise(Signal::SIGINT).unwrap();
         timeout(Duration::from_secs(5), sigint.recv())

@@ -3,5 +3,5 @@
 pub mod run;
 pub mod up;
 
-pub use self::run::{RunRequest, list, run, validate};
+pub use self::run::{Backend as RunBackend, RunRequest, list, run, validate};
 pub use self::up::{down_kind, up_kind, up_local};

@@ -12,14 +12,27 @@ use crate::report::human::{Progress, summary_table};
 use crate::report::json::write_json;
 use crate::report::junit::write_junit;
 use crate::report::model::RunReport;
+use crate::runner::cluster::{ClusterTarget, run_on_cluster};
 use crate::runner::{RunOptions, Status, run_scenario};
 use crate::scenario::budget::{Plan, plan};
 use crate::scenario::discover::scenario_files;
 use crate::scenario::{Scenario, ScenarioError, file};
 
+/// Where scenarios run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Backend {
+    #[default]
+    Local,
+    Kind,
+    Kube,
+}
+
 /// The options of `gauntlet run`, independent of clap.
 #[derive(Debug, Clone, Default)]
 pub struct RunRequest {
+    pub backend: Backend,
+    /// kubeconfig context (kube backend).
+    pub context: Option<String>,
     pub paths: Vec<PathBuf>,
     pub filter: Option<String>,
     pub tag: Option<String>,
@@ -152,7 +165,18 @@ pub async fn run(req: RunRequest) -> Exit {
             .map(|d| d.as_secs())
             .unwrap_or(0)
     });
-    let all = match load_all(&default_paths(&req.paths), seed, req.time_scale) {
+    // Real controllers run the policy at its own speed: budgets are checked at time scale 1.
+    let time_scale = match req.backend {
+        Backend::Local => req.time_scale,
+        Backend::Kind | Backend::Kube => {
+            if req.time_scale.is_some_and(|f| f != 1.0) {
+                eprintln!("error: --time-scale applies to the local backend only");
+                return Exit::BadInput;
+            }
+            Some(1.0)
+        }
+    };
+    let all = match load_all(&default_paths(&req.paths), seed, time_scale) {
         Ok(a) => a,
         Err(e) => {
             print_errors(&e);
@@ -167,10 +191,22 @@ pub async fn run(req: RunRequest) -> Exit {
         eprintln!("error: no scenario matches (nightly ones run only with --tag nightly)");
         return Exit::BadInput;
     }
-    if let Err(e) = crate::cluster::local::Binaries::locate() {
-        eprintln!("error: {e}");
-        return Exit::Infra;
-    }
+    let cluster = match req.backend {
+        Backend::Local => {
+            if let Err(e) = crate::cluster::local::Binaries::locate() {
+                eprintln!("error: {e}");
+                return Exit::Infra;
+            }
+            None
+        }
+        Backend::Kind | Backend::Kube => match connect(&req).await {
+            Ok(c) => Some(c),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return Exit::Infra;
+            }
+        },
+    };
     eprintln!(
         "running {} scenario(s), {} at a time, seed {seed} (rerun with --seed {seed})",
         chosen.len(),
@@ -193,10 +229,15 @@ pub async fn run(req: RunRequest) -> Exit {
     let mut tasks = tokio::task::JoinSet::new();
     for (i, (s, p)) in chosen.into_iter().enumerate() {
         let (gate, opts, progress) = (gate.clone(), opts.clone(), progress.clone());
+        let cluster = cluster.clone();
         tasks.spawn(async move {
             let _permit = gate.acquire_owned().await;
             let line = progress.start(&s.name);
-            (i, run_scenario(&s, &p, &opts, Some(&line)).await)
+            let finished = match &cluster {
+                None => run_scenario(&s, &p, &opts, Some(&line)).await,
+                Some(c) => run_on_cluster(&s, &c.target, &opts, Some(&line)).await,
+            };
+            (i, finished)
         });
     }
     let mut finished = Vec::new();
@@ -214,7 +255,12 @@ pub async fn run(req: RunRequest) -> Exit {
     let statuses: Vec<Status> = finished.iter().map(|(_, f)| f.status).collect();
     let report = RunReport {
         version: env!("CARGO_PKG_VERSION").into(),
-        backend: "local".into(),
+        backend: match req.backend {
+            Backend::Local => "local",
+            Backend::Kind => "kind",
+            Backend::Kube => "kube",
+        }
+        .into(),
         started_at,
         scenarios: finished.into_iter().map(|(_, f)| f.report).collect(),
     };
@@ -242,4 +288,52 @@ pub async fn run(req: RunRequest) -> Exit {
         exit = Exit::Infra;
     }
     exit
+}
+
+/// A cluster to run on, and what must live as long as the run (the ingress port-forward).
+#[derive(Clone)]
+struct Connected {
+    target: ClusterTarget,
+    _forward: Option<Arc<crate::cluster::kube::portforward::PortForward>>,
+}
+
+/// Reaches the cluster: kind through its host port (after checking Docker and kind), kube
+/// through kubeconfig and a port-forward to ingress-nginx.
+async fn connect(req: &RunRequest) -> Result<Connected, crate::cluster::InfraError> {
+    use crate::cluster::{kind, kube};
+    match req.backend {
+        Backend::Kind => {
+            kind::preflight()?;
+            let config = kind::KindConfig::read(std::path::Path::new("."))?;
+            let k = kind::KindCluster::from_config(&config);
+            let client = kube::connect(Some(&k.context)).await?;
+            Ok(Connected {
+                target: ClusterTarget {
+                    backend: "kind",
+                    client,
+                    ingress_url: k.ingress_url,
+                },
+                _forward: None,
+            })
+        }
+        _ => {
+            let client = kube::connect(req.context.as_deref()).await?;
+            let forward = kube::portforward::PortForward::start(
+                req.context.as_deref(),
+                "ingress-nginx",
+                "svc/ingress-nginx-controller",
+                80,
+                std::time::Duration::from_secs(30),
+            )
+            .await?;
+            Ok(Connected {
+                target: ClusterTarget {
+                    backend: "kube",
+                    client,
+                    ingress_url: forward.url(),
+                },
+                _forward: Some(Arc::new(forward)),
+            })
+        }
+    }
 }

@@ -45,7 +45,7 @@ use super::stats::{LoadStats, NO_VERSION, Outcome, Recorder, timeline_origin};
 use crate::timeline::{Source, Timeline};
 
 /// How hard to load the target.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct LoadSpec {
     /// Requests per second, > 0 (fractional rates are paced exactly; goose's integer throttle
     /// is only a cap above it).
@@ -55,6 +55,9 @@ pub struct LoadSpec {
     /// Kept for the scenario's reproducibility record; the load has no randomness of its own
     /// (every request is `GET /`, goose's scheduling is round-robin and throttled).
     pub seed: u64,
+    /// The `Host` header to send, when the ingress routes by host (a cluster's Ingress rules
+    /// get one per scenario namespace); `None` sends the URL's host.
+    pub host: Option<String>,
 }
 
 /// Why a load could not start.
@@ -88,6 +91,7 @@ const TICK: Duration = Duration::from_millis(100);
 /// State shared by the transaction, the ticker and the [`Load`] handle.
 struct Shared {
     url: reqwest::Url,
+    host: Option<String>,
     pacer: Pacer,
     recorder: Mutex<Recorder>,
     /// `true` once `stop()` (or drop) asked the users to retire.
@@ -142,6 +146,7 @@ impl Load {
         let (started, _) = watch::channel(false);
         let shared = Arc::new(Shared {
             url,
+            host: spec.host.clone(),
             pacer: Pacer::new(spec.rate),
             recorder: Mutex::new(Recorder::new(timeline.clone())),
             stop,
@@ -399,7 +404,10 @@ async fn one_request(user: &mut GooseUser, shared: &Shared) {
     } else {
         None
     };
-    let request = user.client.get(shared.url.clone()).timeout(REQUEST_TIMEOUT);
+    let mut request = user.client.get(shared.url.clone()).timeout(REQUEST_TIMEOUT);
+    if let Some(h) = &shared.host {
+        request = request.header(reqwest::header::HOST, h);
+    }
     let slot = shared.pacer.claim(Instant::now());
     let work = async move {
         tokio::time::sleep_until(slot).await;
@@ -497,11 +505,15 @@ mod tests {
             rate: 10.0,
             connections: 1,
             seed: 0,
+            host: None,
         };
         let tl = Timeline::new();
         let e = Load::start(
             "http://127.0.0.1:1",
-            LoadSpec { rate: 0.0, ..spec },
+            LoadSpec {
+                rate: 0.0,
+                ..spec.clone()
+            },
             tl.clone(),
         )
         .await
@@ -512,7 +524,7 @@ mod tests {
             "http://127.0.0.1:1",
             LoadSpec {
                 rate: f64::NAN,
-                ..spec
+                ..spec.clone()
             },
             tl.clone(),
         )
@@ -524,7 +536,7 @@ mod tests {
             "http://127.0.0.1:1",
             LoadSpec {
                 connections: 0,
-                ..spec
+                ..spec.clone()
             },
             tl.clone(),
         )
@@ -533,7 +545,10 @@ mod tests {
         .unwrap();
         assert!(matches!(e, LoadError::NoConnections), "{e}");
         for url in ["127.0.0.1:8080", "ftp://x/", "not a url"] {
-            let e = Load::start(url, spec, tl.clone()).await.err().unwrap();
+            let e = Load::start(url, spec.clone(), tl.clone())
+                .await
+                .err()
+                .unwrap();
             assert!(matches!(e, LoadError::BadUrl { .. }), "{url}: {e}");
             assert!(e.to_string().contains(url), "{e}");
         }

@@ -29,6 +29,8 @@ use crate::target;
 use crate::timeline::{Source, Timeline};
 use crate::verdict::{self, Evidence, GRACE};
 
+pub mod cluster;
+
 /// Baseline traffic before the release, so the ingress series exist and `rate()` has samples
 /// when the first analysis looks.
 pub const WARMUP: Duration = Duration::from_secs(3);
@@ -313,6 +315,7 @@ async fn exercise<C: Controller<Platform = LocalStack> + Operable>(
         rate: s.rate,
         connections: s.connections,
         seed: opts.seed,
+        host: None,
     };
     let load = match Load::start(&ctl.platform().ingress_url(), spec, timeline.clone()).await {
         Ok(l) => l,
