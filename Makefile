@@ -26,9 +26,12 @@ up: deps build
 test: deps
 	$(CARGO) test --workspace
 
-# Real clusters (needs Docker, kind and network); not runnable on the development machines.
-e2e:
-	GAUNTLET_BACKEND=kind $(CARGO) test -p gauntlet --test suites
+# Real clusters (needs Docker, kind and network; not runnable on the development machines):
+# provision the kind cluster with the pinned controllers, then run the suites on it. Budgets are
+# checked at full speed there (timeScale is local-only).
+e2e: build
+	./target/debug/gauntlet up --backend kind
+	./target/debug/gauntlet run --backend kind suites --json e2e.json --junit e2e.xml
 
 chaos: deps
 	$(CARGO) test -p gauntlet --test suites -- --ignored
