@@ -517,3 +517,25 @@ fn sources(
         to: SystemTime::now(),
     }
 }
+
+impl Scenario {
+    /// Checks and runs the scenario on the local backend: the Rust form of a scenario file
+    /// (DESIGN §6 "Rust API"), for teams whose case does not fit YAML.
+    ///
+    /// # Errors
+    /// The scenario does not validate (the same errors `gauntlet validate` prints).
+    pub async fn run_local(
+        &self,
+        seed: u64,
+    ) -> Result<Finished, Vec<crate::scenario::ScenarioError>> {
+        self.check()?;
+        let plan = crate::scenario::budget::plan(self, None)?;
+        let (_keep, stop) = tokio::sync::watch::channel(false);
+        let opts = RunOptions {
+            seed,
+            artifacts: None,
+            stop,
+        };
+        Ok(run_scenario(self, &plan, &opts, None).await)
+    }
+}

@@ -236,6 +236,12 @@ impl Scenario {
         self
     }
 
+    /// The largest share (0..=1) of failed requests allowed.
+    pub fn client_errors(mut self, max: f64) -> Self {
+        self.client_error_max = max;
+        self
+    }
+
     pub fn time_scale(mut self, factor: f64) -> Self {
         self.time_scale = Some(factor);
         self
