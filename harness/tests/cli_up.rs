@@ -200,3 +200,38 @@ fn up_on_kind_without_docker_exits_3_naming_what_is_missing() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("Docker") || err.contains("kind"), "{err}");
 }
+
+#[tokio::test]
+async fn up_serves_a_flagger_baseline_through_the_primary() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut child = gauntlet()
+        .args(["up", "--target", "fixtures/apps/flagger"])
+        .env("TMPDIR", tmp.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let ingress = lines.next().unwrap().unwrap();
+    let ingress = ingress
+        .strip_prefix("ingress: ")
+        .expect(&ingress)
+        .to_string();
+    let body = get(&format!("{ingress}/")).await;
+    assert!(body.contains(r#""version":"1.0.0""#), "{body}");
+    assert!(
+        body.contains("sample-app-primary-"),
+        "served by the primary: {body}"
+    );
+    let children = children_of(child.id());
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGINT).unwrap();
+    assert_eq!(
+        wait_exit(&mut child, Duration::from_secs(30)).code(),
+        Some(0)
+    );
+    let alive: Vec<_> = children
+        .iter()
+        .filter(|p| Path::new(&format!("/proc/{p}")).exists())
+        .collect();
+    assert!(alive.is_empty(), "children still alive: {alive:?}");
+}

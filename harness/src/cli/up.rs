@@ -32,6 +32,11 @@ pub(crate) async fn interrupted() -> &'static str {
 
 /// `gauntlet up --backend local`: the target's baseline on a local stack, held until Ctrl-C.
 pub async fn up_local(target_dir: &Path) -> Exit {
+    let flagger = crate::spec::load_target(target_dir)
+        .is_ok_and(|m| m.controller() == Ok(crate::spec::ControllerKind::Flagger));
+    if flagger {
+        return up_flagger(target_dir).await;
+    }
     let stop = interrupted();
     tokio::pin!(stop);
     let workload = match target::load_argo(target_dir) {
@@ -89,6 +94,98 @@ pub async fn up_local(target_dir: &Path) -> Exit {
         }
     };
     stack.shutdown().await;
+    exit
+}
+
+/// `up` for a Flagger target: the emulated Flagger initializes the Canary (the primary serves
+/// the Deployment's template), and keeps reconciling while the stack is held.
+async fn up_flagger(target_dir: &Path) -> Exit {
+    use crate::controller::Controller;
+    use crate::controller::driver::until_decision;
+    use crate::controller::flagger::FlaggerController;
+
+    let stop = interrupted();
+    tokio::pin!(stop);
+    let scale = crate::controller::timescale::TimeScale::default();
+    let (w, emulated) = match crate::controller::flagger::target::load_flagger(target_dir, scale) {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Exit::BadInput;
+        }
+    };
+    let bins = match Binaries::locate() {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Exit::Infra;
+        }
+    };
+    eprintln!(
+        "starting nginx, Prometheus and {} primary pod(s) of {}/{} ...",
+        w.replicas, w.namespace, w.name
+    );
+    let started = tokio::time::Instant::now();
+    let start = async {
+        let stack = LocalStack::start(&bins, w.stack_options(0), Timeline::new()).await?;
+        let prom = stack.prom().clone();
+        let mut ctl = FlaggerController::new(emulated.policy, stack, prom, Timeline::new())?;
+        let template = w
+            .pod_template(&w.spec)
+            .map_err(|e| InfraError::Other(e.to_string()))?;
+        Controller::apply_template(&mut ctl, target::pod_template_hash(&w.spec), template).await?;
+        if until_decision(&mut ctl, BASELINE_WITHIN).await?.is_none() {
+            return Err(InfraError::Other(format!(
+                "the Canary did not initialize: {}",
+                ctl.status_line()
+            )));
+        }
+        if let Some(primary) = ctl.primary_revision().cloned() {
+            Controller::platform(&ctl)
+                .wait_available(&primary, w.replicas, BASELINE_WITHIN)
+                .await?;
+        }
+        Ok::<_, InfraError>(ctl)
+    };
+    let mut ctl = tokio::select! {
+        c = start => match c {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return Exit::Infra;
+            }
+        },
+        why = &mut stop => {
+            eprintln!("{why}: stopped during start-up; cleaned up");
+            return Exit::Infra;
+        }
+    };
+    eprintln!(
+        "ready in {:.1}s; Ctrl-C to stop",
+        started.elapsed().as_secs_f64()
+    );
+    println!("ingress: {}", Controller::platform(&ctl).ingress_url());
+    println!(
+        "prometheus: {}",
+        Controller::platform(&ctl).prometheus_url()
+    );
+    let mut health = tokio::time::interval(Duration::from_secs(1));
+    let exit = loop {
+        tokio::select! {
+            why = &mut stop => {
+                eprintln!("{why}: stopping");
+                break Exit::Passed;
+            }
+            _ = health.tick() => {
+                let alive = Controller::platform_mut(&mut ctl).check_alive().await;
+                if let Err(e) = alive.and(Controller::reconcile(&mut ctl).await) {
+                    eprintln!("error: {e}");
+                    break Exit::Infra;
+                }
+            }
+        }
+    };
+    Controller::into_platform(ctl).shutdown().await;
     exit
 }
 
