@@ -59,6 +59,11 @@ pub struct Workload {
 /// Loads a target folder that holds an Argo Rollout.
 pub fn load_argo(dir: &Path) -> Result<Workload, TargetError> {
     let manifests = crate::spec::load_target(dir).map_err(TargetError::Spec)?;
+    argo_workload(dir, manifests)
+}
+
+/// The Argo workload of a target's already loaded and validated `manifests`.
+pub fn argo_workload(dir: &Path, manifests: Manifests) -> Result<Workload, TargetError> {
     let unusable = |file: &Path, path: &str, reason: String| TargetError::Unusable {
         file: file.to_path_buf(),
         path: path.into(),

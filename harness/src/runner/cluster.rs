@@ -9,16 +9,16 @@ use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 
-use super::{Finished, OBSERVE, RunOptions, Status, WARMUP};
+use super::{Ended, Finished, OBSERVE, RunOptions, Status, WARMUP, close, conclude, new_report};
 use crate::cluster::kube::{Action as KubeAction, KubeCluster, KubeOptions};
 use crate::controller::Decision;
 use crate::load::{Load, LoadSpec};
 use crate::report::artifacts::{ArtifactSources, write_artifacts};
 use crate::report::human::ScenarioLine;
-use crate::report::model::{Expected, ScenarioReport};
+use crate::report::model::ScenarioReport;
 use crate::scenario::{Action, Outcome, Scenario};
 use crate::timeline::{Source, Timeline};
-use crate::verdict::{self, Evidence, GRACE};
+use crate::verdict::GRACE;
 
 /// Where the cluster is reached.
 #[derive(Clone)]
@@ -43,23 +43,7 @@ pub async fn run_on_cluster(
     let started = Instant::now();
     let started_wall = SystemTime::now();
     let timeline = Timeline::new();
-    let mut report = ScenarioReport {
-        name: s.name.clone(),
-        file: s.file.display().to_string(),
-        controller: String::new(),
-        passed: false,
-        failure: None,
-        expected: Expected {
-            outcome: s.outcome.to_string(),
-            within_s: s.within.as_secs_f64(),
-            client_error_max: s.client_error_max,
-        },
-        outcome: None,
-        decision_s: None,
-        elapsed_s: 0.0,
-        client: Default::default(),
-        timeline: Vec::new(),
-    };
+    let mut report = new_report(s, "");
     // The real controller judges the objects: only what gauntlet cannot emulate is let through.
     let manifests = match crate::spec::load_target(&s.target) {
         Ok(m) => Ok(m),
@@ -120,17 +104,7 @@ pub async fn run_on_cluster(
             status
         }
     };
-    report.timeline = timeline.snapshot();
-    report.elapsed_s = started.elapsed().as_secs_f64();
-    report.passed = status == Status::Passed;
-    if let Some(l) = line {
-        let summary = match (&report.outcome, report.decision_s) {
-            (Some(o), Some(t)) => format!("{o} after {t:.1}s"),
-            _ => report.failure.clone().unwrap_or_default(),
-        };
-        l.finish(report.passed, &summary);
-    }
-    Finished { report, status }
+    close(report, status, &timeline, started, line)
 }
 
 async fn exercise(
@@ -238,26 +212,11 @@ async fn exercise(
         }
     }
     let stats = load.stop().await;
-    let end_s = decision.map_or(waited_s, |(_, t)| t);
-    let evidence = Evidence {
+    let ended = Ended {
         decision,
-        last_status: format!("{:?}", kc.status().judgement),
         waited_s,
-        client: verdict::client_report(&stats.between(0.0, end_s), stats.p95_ms(0.0, end_s)),
-        after: decision
-            .map(|(_, t)| stats.between(t + GRACE.as_secs_f64(), f64::INFINITY))
-            .unwrap_or_default(),
+        last_status: format!("{:?}", kc.status().judgement),
+        interrupted,
     };
-    report.client = evidence.client.clone();
-    if interrupted {
-        report.failure = Some("interrupted".into());
-        return Status::Interrupted;
-    }
-    let failures = verdict::judge(s, &evidence, &timeline.snapshot());
-    if failures.is_empty() {
-        Status::Passed
-    } else {
-        report.failure = Some(failures.join("; "));
-        Status::Failed
-    }
+    conclude(s, &stats, ended, timeline, report)
 }

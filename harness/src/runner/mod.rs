@@ -18,7 +18,7 @@ use crate::controller::argo::runs::{AnalysisRuns, run_policy};
 use crate::controller::argo::{ArgoController, Decision, Hashes};
 use crate::controller::driver::{TICK, until_decision};
 use crate::controller::flagger::{Emulated as FlaggerEmulated, FlaggerController};
-use crate::load::{Load, LoadSpec};
+use crate::load::{Load, LoadSpec, LoadStats};
 use crate::prom::PromClient;
 use crate::report::artifacts::{ArtifactSources, write_artifacts};
 use crate::report::human::{LiveStatus, ScenarioLine};
@@ -77,24 +77,7 @@ pub async fn run_scenario(
     let started = Instant::now();
     let started_wall = SystemTime::now();
     let timeline = Timeline::new();
-    let mut report = ScenarioReport {
-        name: s.name.clone(),
-        file: s.file.display().to_string(),
-        controller: "argo".into(),
-        passed: false,
-        failure: None,
-        expected: Expected {
-            outcome: s.outcome.to_string(),
-            within_s: s.within.as_secs_f64(),
-            client_error_max: s.client_error_max,
-        },
-        outcome: None,
-        decision_s: None,
-        elapsed_s: 0.0,
-        client: Default::default(),
-        timeline: Vec::new(),
-    };
-    report.controller = plan.policy.controller().into();
+    let mut report = new_report(s, plan.policy.controller());
     let status = match &plan.policy {
         Policy::Argo(e) => match provision_argo(s, plan, e, opts, &timeline).await {
             Err(err) => infra(&mut report, err),
@@ -132,6 +115,38 @@ pub async fn run_scenario(
             }
         },
     };
+    close(report, status, &timeline, started, line)
+}
+
+/// A report with the scenario's expectations and nothing observed yet.
+pub(crate) fn new_report(s: &Scenario, controller: &str) -> ScenarioReport {
+    ScenarioReport {
+        name: s.name.clone(),
+        file: s.file.display().to_string(),
+        controller: controller.into(),
+        passed: false,
+        failure: None,
+        expected: Expected {
+            outcome: s.outcome.to_string(),
+            within_s: s.within.as_secs_f64(),
+            client_error_max: s.client_error_max,
+        },
+        outcome: None,
+        decision_s: None,
+        elapsed_s: 0.0,
+        client: Default::default(),
+        timeline: Vec::new(),
+    }
+}
+
+/// The report's last fields and the progress line's last word.
+pub(crate) fn close(
+    mut report: ScenarioReport,
+    status: Status,
+    timeline: &Timeline,
+    started: Instant,
+    line: Option<&ScenarioLine>,
+) -> Finished {
     report.timeline = timeline.snapshot();
     report.elapsed_s = started.elapsed().as_secs_f64();
     report.passed = status == Status::Passed;
@@ -143,6 +158,72 @@ pub async fn run_scenario(
         l.finish(report.passed, &summary);
     }
     Finished { report, status }
+}
+
+/// How the wait for the controller ended.
+pub(crate) struct Ended {
+    /// The decision and its time after the release, in seconds.
+    pub decision: Option<(Outcome, f64)>,
+    /// Seconds waited after the release.
+    pub waited_s: f64,
+    /// The controller's last status, for a missing or wrong decision.
+    pub last_status: String,
+    pub interrupted: bool,
+}
+
+/// What the load saw and the controller decided, judged against the scenario. Fills the
+/// report's client figures and failure.
+pub(crate) fn conclude(
+    s: &Scenario,
+    stats: &LoadStats,
+    ended: Ended,
+    timeline: &Timeline,
+    report: &mut ScenarioReport,
+) -> Status {
+    let Ended {
+        decision,
+        waited_s,
+        last_status,
+        interrupted,
+    } = ended;
+    let end_s = decision.map_or(waited_s, |(_, t)| t);
+    let evidence = Evidence {
+        decision,
+        last_status,
+        waited_s,
+        client: verdict::client_report(&stats.between(0.0, end_s), stats.p95_ms(0.0, end_s)),
+        after: decision
+            .map(|(_, t)| stats.between(t + GRACE.as_secs_f64(), f64::INFINITY))
+            .unwrap_or_default(),
+    };
+    report.client = evidence.client.clone();
+    let requests: u64 = stats
+        .windows
+        .iter()
+        .flat_map(|w| w.by_version.values())
+        .map(|c| c.requests)
+        .sum();
+    timeline.emit(
+        Source::Load,
+        "summary",
+        format!(
+            "{requests} requests at {:.1}/s measured, {} resent after a reload closed their connection",
+            stats.measured_rate(),
+            stats.resent
+        ),
+        serde_json::Value::Null,
+    );
+    if interrupted {
+        report.failure = Some("interrupted".into());
+        return Status::Interrupted;
+    }
+    let failures = verdict::judge(s, &evidence, &timeline.snapshot());
+    if failures.is_empty() {
+        Status::Passed
+    } else {
+        report.failure = Some(failures.join("; "));
+        Status::Failed
+    }
 }
 
 fn infra(report: &mut ScenarioReport, e: InfraError) -> Status {
@@ -431,45 +512,13 @@ async fn exercise<C: Controller<Platform = LocalStack> + Operable>(
         }
     }
     let stats = load.stop().await;
-    let end_s = decision.map_or(waited_s, |(_, t)| t);
-    let client = stats.between(0.0, end_s);
-    let evidence = Evidence {
+    let ended = Ended {
         decision,
-        last_status: ctl.status_line(),
         waited_s,
-        client: verdict::client_report(&client, stats.p95_ms(0.0, end_s)),
-        after: decision
-            .map(|(_, t)| stats.between(t + GRACE.as_secs_f64(), f64::INFINITY))
-            .unwrap_or_default(),
+        last_status: ctl.status_line(),
+        interrupted,
     };
-    report.client = evidence.client.clone();
-    timeline.emit(
-        Source::Load,
-        "summary",
-        format!(
-            "{} requests at {:.1}/s measured, {} resent after a reload closed their connection",
-            stats
-                .windows
-                .iter()
-                .flat_map(|w| w.by_version.values())
-                .map(|c| c.requests)
-                .sum::<u64>(),
-            stats.measured_rate(),
-            stats.resent
-        ),
-        serde_json::Value::Null,
-    );
-    if interrupted {
-        report.failure = Some("interrupted".into());
-        return Status::Interrupted;
-    }
-    let failures = verdict::judge(s, &evidence, &timeline.snapshot());
-    if failures.is_empty() {
-        Status::Passed
-    } else {
-        report.failure = Some(failures.join("; "));
-        Status::Failed
-    }
+    conclude(s, &stats, ended, timeline, report)
 }
 
 fn live<C: Controller>(ctl: &C, load: &Load, released: Instant) -> LiveStatus {

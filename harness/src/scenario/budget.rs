@@ -87,7 +87,8 @@ pub fn plan(s: &Scenario, time_scale: Option<f64>) -> Result<Plan, Vec<ScenarioE
             fastest,
         });
     }
-    let workload = target::load_argo(&s.target).map_err(|e| err("target", e.to_string()))?;
+    let workload =
+        target::argo_workload(&s.target, manifests).map_err(|e| err("target", e.to_string()))?;
     let rollout = &workload.manifests.rollouts[0];
     let emulated = from_spec(&workload.manifests, rollout, scale).map_err(|e| err("target", e))?;
     // Placeholder hashes: budgets do not depend on them.
