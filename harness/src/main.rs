@@ -53,7 +53,8 @@ struct RunArgs {
     /// Only scenarios with this tag.
     #[arg(long)]
     tag: Option<String>,
-    /// Multiply every duration of the policy by F (local backend).
+    /// Multiply every duration of the policy by F (local backend); budgets and action times,
+    /// stated at the file's timeScale, scale by F / timeScale.
     #[arg(long, value_name = "F")]
     time_scale: Option<f64>,
     /// Run N scenarios at once, each with its own stack.
@@ -83,7 +84,7 @@ enum Command {
         paths: Vec<PathBuf>,
         #[arg(long, value_enum, default_value_t = Backend::Local)]
         backend: Backend,
-        /// Check budgets at this time scale instead of the files' own.
+        /// Check budgets at this time scale instead of the files' own (they scale with it).
         #[arg(long, value_name = "F")]
         time_scale: Option<f64>,
     },

@@ -62,9 +62,10 @@ pub fn client_report(counts: &BTreeMap<String, Counts>, p95_ms: Option<f64>) -> 
 pub fn judge(s: &Scenario, e: &Evidence, timeline: &[Event]) -> Vec<String> {
     let mut failures = Vec::new();
     let within = s.within.as_secs_f64();
+    let budget = s.budget_text();
     match e.decision {
         None => failures.push(format!(
-            "no decision within {:.1}s of the release (budget {within:.0}s); last status: {}",
+            "no decision within {:.1}s of the release (budget {budget}); last status: {}",
             e.waited_s, e.last_status
         )),
         Some((got, at)) => {
@@ -76,7 +77,7 @@ pub fn judge(s: &Scenario, e: &Evidence, timeline: &[Event]) -> Vec<String> {
             }
             if at > within {
                 failures.push(format!(
-                    "decided after {at:.1}s, over the {within:.0}s budget"
+                    "decided after {at:.1}s, over the budget of {budget}"
                 ));
             }
         }
@@ -228,7 +229,7 @@ mod tests {
         let f = judge(&scenario(Outcome::RolledBack), &e, &[]);
         assert_eq!(f.len(), 3, "{f:?}");
         assert!(f[0].starts_with("expected rolled-back, but the controller promoted after 75.5s"));
-        assert_eq!(f[1], "decided after 75.5s, over the 60s budget");
+        assert_eq!(f[1], "decided after 75.5s, over the budget of 1m");
         assert_eq!(
             f[2],
             "client errors 9.00% (90 of 1000 requests) over the 5.00% allowed"
@@ -311,7 +312,7 @@ mod tests {
         let e = evidence(None, &[("1.0.0", 100, 0)], &[]);
         let f = judge(&scenario(Outcome::Promoted), &e, &[]);
         assert!(
-            f[0].starts_with("no decision within 90.0s of the release (budget 60s)"),
+            f[0].starts_with("no decision within 90.0s of the release (budget 1m)"),
             "{f:?}"
         );
     }

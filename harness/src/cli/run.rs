@@ -44,7 +44,8 @@ pub struct RunRequest {
     pub artifacts: Option<PathBuf>,
 }
 
-/// Loads and checks every scenario under `paths`; the selection follows `filter` and `tag`
+/// Loads and checks every scenario under `paths`, at `time_scale` when given (its times
+/// rescaled, see [`Scenario::at_time_scale`]); the selection follows `filter` and `tag`
 /// (nightly scenarios only when asked for by `--tag nightly`, as in `cargo test`).
 pub fn load_all(
     paths: &[PathBuf],
@@ -55,7 +56,14 @@ pub fn load_all(
     let mut out = Vec::new();
     let mut errors = Vec::new();
     for f in files {
-        match file::load(&f, seed).and_then(|s| plan(&s, time_scale).map(|p| (s, p))) {
+        let at_scale = |s: Scenario| match time_scale {
+            Some(f) => s.at_time_scale(f),
+            None => s,
+        };
+        match file::load(&f, seed)
+            .map(at_scale)
+            .and_then(|s| plan(&s).map(|p| (s, p)))
+        {
             Ok(sp) => out.push(sp),
             Err(e) => errors.extend(e),
         }
@@ -121,11 +129,11 @@ pub fn validate(paths: &[PathBuf], time_scale: Option<f64>) -> Exit {
                     d.map_or("never".to_string(), |d| format!("{:.1}s", d.as_secs_f64()))
                 };
                 println!(
-                    "ok  {}  ({}): expects {} within {:.0}s; fastest possible: promoted {}, rolled-back {}, paused {}",
+                    "ok  {}  ({}): expects {} within {}; fastest possible: promoted {}, rolled-back {}, paused {}",
                     s.name,
                     s.file.display(),
                     s.outcome,
-                    s.within.as_secs_f64(),
+                    s.budget_text(),
                     fmt(p.fastest.promoted),
                     fmt(p.fastest.rolled_back),
                     fmt(p.fastest.paused)
@@ -165,7 +173,8 @@ pub async fn run(req: RunRequest) -> Exit {
             .map(|d| d.as_secs())
             .unwrap_or(0)
     });
-    // Real controllers run the policy at its own speed: budgets are checked at time scale 1.
+    // Real controllers run the policy at its own speed: each scenario's times are scaled from
+    // its timeScale to 1.
     let time_scale = match req.backend {
         Backend::Local => req.time_scale,
         Backend::Kind | Backend::Kube => {
@@ -199,7 +208,13 @@ pub async fn run(req: RunRequest) -> Exit {
             }
             None
         }
-        Backend::Kind | Backend::Kube => match connect(&req).await {
+        Backend::Kind | Backend::Kube => match connect(
+            req.backend,
+            req.context.as_deref(),
+            std::path::Path::new("."),
+        )
+        .await
+        {
             Ok(c) => Some(c),
             Err(e) => {
                 eprintln!("error: {e}");
@@ -292,21 +307,36 @@ pub async fn run(req: RunRequest) -> Exit {
 
 /// A cluster to run on, and what must live as long as the run (the ingress port-forward).
 #[derive(Clone)]
-struct Connected {
-    target: ClusterTarget,
+pub struct Connected {
+    pub target: ClusterTarget,
     _forward: Option<Arc<crate::cluster::kube::portforward::PortForward>>,
 }
 
-/// Reaches the cluster: kind through its host port (after checking Docker and kind), kube
-/// through kubeconfig and a port-forward to ingress-nginx.
-async fn connect(req: &RunRequest) -> Result<Connected, crate::cluster::InfraError> {
+/// Reaches the cluster: kind (the cluster of `root/kind-config.yaml`) through its host port,
+/// after checking Docker and kind; kube through kubeconfig (`context`, or the current one) and
+/// a port-forward to ingress-nginx.
+///
+/// # Errors
+/// `backend` is `Local`, or the cluster cannot be reached (exit 3).
+pub async fn connect(
+    backend: Backend,
+    context: Option<&str>,
+    root: &std::path::Path,
+) -> Result<Connected, crate::cluster::InfraError> {
     use crate::cluster::{kind, kube};
-    match req.backend {
+    match backend {
+        Backend::Local => Err(crate::cluster::InfraError::Other(
+            "the local backend has no cluster to connect to".into(),
+        )),
         Backend::Kind => {
             kind::preflight()?;
-            let config = kind::KindConfig::read(std::path::Path::new("."))?;
+            let config = kind::KindConfig::read(root)?;
             let k = kind::KindCluster::from_config(&config);
-            let client = kube::connect(Some(&k.context)).await?;
+            let client = kube::connect(Some(&k.context)).await.map_err(|e| {
+                crate::cluster::InfraError::Other(format!(
+                    "{e}; create the cluster first: gauntlet up --backend kind"
+                ))
+            })?;
             Ok(Connected {
                 target: ClusterTarget {
                     backend: "kind",
@@ -316,10 +346,10 @@ async fn connect(req: &RunRequest) -> Result<Connected, crate::cluster::InfraErr
                 _forward: None,
             })
         }
-        _ => {
-            let client = kube::connect(req.context.as_deref()).await?;
+        Backend::Kube => {
+            let client = kube::connect(context).await?;
             let forward = kube::portforward::PortForward::start(
-                req.context.as_deref(),
+                context,
                 "ingress-nginx",
                 "svc/ingress-nginx-controller",
                 80,

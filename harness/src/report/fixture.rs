@@ -4,7 +4,9 @@ use std::collections::BTreeMap;
 
 use serde_json::json;
 
-use super::model::{ClientReport, Expected, RunReport, ScenarioReport, VersionCount};
+use super::model::{
+    ClientReport, Expected, RunReport, ScenarioReport, VersionCount, WrittenBudget,
+};
 use crate::timeline::{Event, Source};
 
 pub(crate) fn event(t_s: f64, source: Source, kind: &str, message: &str) -> Event {
@@ -46,6 +48,8 @@ pub(crate) fn passed() -> ScenarioReport {
             outcome: "rolled-back".into(),
             within_s: 90.0,
             client_error_max: 0.05,
+            time_scale: 1.0,
+            written: None,
         },
         outcome: Some("rolled-back".into()),
         decision_s: Some(41.25),
@@ -89,6 +93,11 @@ pub(crate) fn failed() -> ScenarioReport {
             outcome: "promoted".into(),
             within_s: 120.0,
             client_error_max: 0.01,
+            time_scale: 0.25,
+            written: Some(WrittenBudget {
+                within_s: 30.0,
+                time_scale: 0.0625,
+            }),
         },
         outcome: None,
         decision_s: None,

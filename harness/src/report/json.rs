@@ -74,9 +74,20 @@ mod tests {
         assert!(s["failure"].is_null());
         assert_eq!(
             keys(&s["expected"]),
-            sorted(vec!["outcome", "within_s", "client_error_max"])
+            sorted(vec![
+                "outcome",
+                "within_s",
+                "client_error_max",
+                "time_scale"
+            ])
         );
         assert_eq!(s["expected"]["client_error_max"], 0.05);
+        // Beyond DESIGN §6: a budget rescaled from the file's timeScale shows both clocks.
+        let rescaled = &v["scenarios"][1]["expected"];
+        assert_eq!(rescaled["within_s"], 120.0);
+        assert_eq!(rescaled["time_scale"], 0.25);
+        assert_eq!(rescaled["written"]["within_s"], 30.0);
+        assert_eq!(rescaled["written"]["time_scale"], 0.0625);
         assert_eq!(s["outcome"], "rolled-back");
         assert_eq!(s["decision_s"], 41.25);
         assert_eq!(

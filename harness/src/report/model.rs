@@ -43,9 +43,22 @@ pub struct ScenarioReport {
 #[derive(Debug, Clone, Serialize)]
 pub struct Expected {
     pub outcome: String,
+    /// The budget of this run, at `time_scale`.
     pub within_s: f64,
     /// A share, 0..=1.
     pub client_error_max: f64,
+    /// The time scale of this run (1 on a cluster).
+    pub time_scale: f64,
+    /// The budget as the file states it, when the file was written for another time scale.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub written: Option<WrittenBudget>,
+}
+
+/// `expect.within` at the `timeScale` it was written for.
+#[derive(Debug, Clone, Serialize)]
+pub struct WrittenBudget {
+    pub within_s: f64,
+    pub time_scale: f64,
 }
 
 /// What the load generator's users saw from the release to the decision (or to the end of the

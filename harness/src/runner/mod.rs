@@ -22,7 +22,7 @@ use crate::load::{Load, LoadSpec, LoadStats};
 use crate::prom::PromClient;
 use crate::report::artifacts::{ArtifactSources, write_artifacts};
 use crate::report::human::{LiveStatus, ScenarioLine};
-use crate::report::model::{Expected, ScenarioReport};
+use crate::report::model::{Expected, ScenarioReport, WrittenBudget};
 use crate::scenario::budget::{Plan, Policy};
 use crate::scenario::{Outcome, Scenario};
 use crate::target;
@@ -130,6 +130,11 @@ pub(crate) fn new_report(s: &Scenario, controller: &str) -> ScenarioReport {
             outcome: s.outcome.to_string(),
             within_s: s.within.as_secs_f64(),
             client_error_max: s.client_error_max,
+            time_scale: s.time_scale.unwrap_or(1.0),
+            written: s.written_at.map(|w| WrittenBudget {
+                within_s: s.within.as_secs_f64() * w / s.time_scale.unwrap_or(1.0),
+                time_scale: w,
+            }),
         },
         outcome: None,
         decision_s: None,
@@ -578,7 +583,7 @@ impl Scenario {
         seed: u64,
     ) -> Result<Finished, Vec<crate::scenario::ScenarioError>> {
         self.check()?;
-        let plan = crate::scenario::budget::plan(self, None)?;
+        let plan = crate::scenario::budget::plan(self)?;
         let (_keep, stop) = tokio::sync::watch::channel(false);
         let opts = RunOptions {
             seed,

@@ -61,11 +61,11 @@ impl Fastest {
     }
 }
 
-/// Loads the scenario's target and checks its budget. `time_scale` (from the command line)
-/// replaces the file's.
-pub fn plan(s: &Scenario, time_scale: Option<f64>) -> Result<Plan, Vec<ScenarioError>> {
+/// Loads the scenario's target and checks its budget, at the scenario's time scale (a run at
+/// another one calls [`Scenario::at_time_scale`] first).
+pub fn plan(s: &Scenario) -> Result<Plan, Vec<ScenarioError>> {
     let err = |key: &str, reason: String| vec![ScenarioError::new(&s.file, key, reason)];
-    let factor = time_scale.or(s.time_scale).unwrap_or(1.0);
+    let factor = s.time_scale.unwrap_or(1.0);
     let scale = TimeScale::new(factor).map_err(|e| err("timeScale", e))?;
     let manifests =
         crate::spec::load_target(&s.target).map_err(|e| err("target", e.to_string()))?;
@@ -152,8 +152,8 @@ fn check_budget(
         Some(min) if s.within < min => Err(err(
             "expect.within",
             format!(
-                "{} is shorter than the fastest {} decision the policy allows ({} at time scale {factor}); raise the budget or lower timeScale",
-                humantime::format_duration(s.within),
+                "{} is shorter than the fastest {} decision the policy allows ({} at time scale {factor}); raise the budget",
+                s.budget_text(),
                 s.outcome,
                 humantime::format_duration(round_ms(min)),
             ),
@@ -253,7 +253,7 @@ mod tests {
         let s = Scenario::target(fixture("argo"))
             .expect(Outcome::Promoted)
             .within(Duration::from_secs(60));
-        let plan = plan(&s, Some(1.0)).unwrap();
+        let plan = plan(&s).unwrap();
         assert_eq!(plan.fastest.promoted, Some(Duration::from_secs(60)));
         // Background from step 1 (t=0): the memory and restarts metrics have failureLimit 0,
         // so their first measurement, at once, can fail.
@@ -267,17 +267,47 @@ mod tests {
         let s = Scenario::target(fixture("argo"))
             .expect(Outcome::Promoted)
             .within(Duration::from_secs(30));
-        let e = plan(&s, Some(1.0)).unwrap_err();
+        let e = plan(&s).unwrap_err();
         assert_eq!(e[0].key, "expect.within");
-        assert!(e[0].reason.contains("30s is shorter than the fastest promoted decision the policy allows (1m at time scale 1)"), "{}", e[0].reason);
-        // The same budget fits at time scale 0.25.
-        assert!(plan(&s, Some(0.25)).is_ok());
+        assert!(e[0].reason.contains("30s is shorter than the fastest promoted decision the policy allows (1m at time scale 1); raise the budget"), "{}", e[0].reason);
+        // Run faster, the budget shrinks with the policy: still too short.
+        let e = plan(&s.clone().at_time_scale(0.25)).unwrap_err();
+        assert!(e[0].reason.contains("7s 500ms (30s at timeScale 1) is shorter than the fastest promoted decision the policy allows (15s at time scale 0.25)"), "{}", e[0].reason);
+    }
+
+    #[test]
+    fn a_budget_written_at_a_time_scale_holds_at_every_other() {
+        let s = Scenario::target(fixture("argo"))
+            .expect(Outcome::Promoted)
+            .time_scale(0.25)
+            .within(Duration::from_secs(45))
+            .action(Duration::from_secs(20), crate::scenario::Action::Promote);
+        assert!(plan(&s).is_ok());
+        // On a cluster the controller keeps the Rollout's own clock: 4 times as long.
+        let full = s.clone().at_time_scale(1.0);
+        assert_eq!(full.within, Duration::from_secs(180));
+        assert_eq!(full.actions[0].at, Duration::from_secs(80));
+        assert_eq!(full.budget_text(), "3m (45s at timeScale 0.25)");
+        let p = plan(&full).unwrap();
+        assert_eq!(p.fastest.promoted, Some(Duration::from_secs(60)));
+        // Rescaling again starts from what was written.
+        let fast = full.at_time_scale(0.1);
+        assert_eq!(fast.within, Duration::from_secs(18));
+        assert_eq!(fast.budget_text(), "18s (45s at timeScale 0.25)");
+        assert!(plan(&fast).is_ok());
+        // Run at its own scale, nothing changes.
+        let same = s.clone().at_time_scale(0.25);
+        assert_eq!((same.within, same.written_at), (s.within, None));
+        assert_eq!(same.budget_text(), "45s");
+        // A scale that is no time scale is left for the check to refuse.
+        let e = plan(&s.at_time_scale(-1.0)).unwrap_err();
+        assert_eq!(e[0].key, "timeScale");
     }
 
     #[test]
     fn an_outcome_the_policy_cannot_reach_is_refused() {
         let s = Scenario::target(fixture("argo")).expect(Outcome::Paused);
-        let e = plan(&s, None).unwrap_err();
+        let e = plan(&s).unwrap_err();
         assert_eq!(e[0].key, "expect.outcome");
         assert!(
             e[0].reason.contains("can never end paused"),
@@ -291,7 +321,7 @@ mod tests {
         let s = Scenario::target(fixture("argo-inconclusive"))
             .expect(Outcome::Paused)
             .within(Duration::from_secs(60));
-        let plan = plan(&s, Some(1.0)).unwrap();
+        let plan = plan(&s).unwrap();
         assert_eq!(plan.fastest.paused, Some(Duration::from_secs(20)));
         // count 3 at 10 s after 20 s, then a 30 s pause.
         assert_eq!(plan.fastest.promoted, Some(Duration::from_secs(70)));

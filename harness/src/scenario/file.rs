@@ -267,6 +267,7 @@ pub fn parse(path: &Path, text: &str, seed: u64) -> Result<Scenario, Vec<Scenari
         within,
         client_error_max,
         time_scale: f.time_scale,
+        written_at: None,
         tags: f.tags,
         actions,
         weights: f.expect.weights,

@@ -160,11 +160,16 @@ pub struct Scenario {
     pub rate: f64,
     pub connections: u32,
     pub outcome: Outcome,
-    /// From the release to the controller's decision.
+    /// From the release to the controller's decision, at [`Scenario::time_scale`] (see
+    /// [`Scenario::at_time_scale`]).
     pub within: Duration,
     /// Largest share of failed requests (5xx or no answer) from the release to the decision.
     pub client_error_max: f64,
+    /// The factor every duration of the policy is multiplied by; `None` is 1.
     pub time_scale: Option<f64>,
+    /// The `timeScale` the scenario was written for, when this run uses another
+    /// ([`Scenario::at_time_scale`]); reports show the budget on both clocks.
+    pub written_at: Option<f64>,
     pub tags: Vec<String>,
     /// In time order.
     pub actions: Vec<Scheduled>,
@@ -198,6 +203,7 @@ impl Scenario {
             within: Duration::from_secs(300),
             client_error_max: DEFAULT_CLIENT_ERROR_MAX,
             time_scale: None,
+            written_at: None,
             tags: Vec::new(),
             actions: Vec::new(),
             weights: None,
@@ -245,6 +251,55 @@ impl Scenario {
     pub fn time_scale(mut self, factor: f64) -> Self {
         self.time_scale = Some(factor);
         self
+    }
+
+    /// The scenario run at time scale `factor` instead of its own. Its times — `within` and
+    /// each action's `at` — are stated at its own `timeScale` (1 when absent) and scale with
+    /// the policy: a budget of 45 s written for a Rollout at 0.25 is 3 min at full speed. This
+    /// is what lets one file run on the local backend at any `--time-scale` and on a cluster,
+    /// where the real controller keeps the policy's own clock. Slack written for a loaded
+    /// machine scales too, which on a cluster is slack for image pulls and scrape intervals.
+    ///
+    /// A factor that is not a valid time scale is kept as is, for the budget check to refuse.
+    pub fn at_time_scale(mut self, factor: f64) -> Scenario {
+        let written = self.time_scale.unwrap_or(1.0);
+        let valid = |f: f64| f.is_finite() && f > 0.0;
+        if !valid(factor) || !valid(written) || factor == written {
+            self.time_scale = Some(factor);
+            return self;
+        }
+        let ratio = factor / written;
+        let scale =
+            |d: Duration| Duration::from_millis((d.as_secs_f64() * ratio * 1e3).round() as u64);
+        self.within = scale(self.within);
+        for a in &mut self.actions {
+            a.at = scale(a.at);
+        }
+        self.written_at = Some(self.written_at.unwrap_or(written));
+        self.time_scale = Some(factor);
+        self
+    }
+
+    /// `within` as the scenario states it, with its time scale when this run uses another:
+    /// `"3m"`, or `"3m (45s at timeScale 0.25)"`.
+    pub fn budget_text(&self) -> String {
+        // Rescaled budgets land on odd milliseconds; above 10 s they are of no interest.
+        let show = |d: Duration| {
+            let d = if d >= Duration::from_secs(10) {
+                Duration::from_secs(d.as_secs_f64().round() as u64)
+            } else {
+                d
+            };
+            humantime::format_duration(d).to_string()
+        };
+        match self.written_at {
+            Some(w) => {
+                let f = self.time_scale.unwrap_or(1.0);
+                let written = Duration::from_secs_f64(self.within.as_secs_f64() * w / f);
+                format!("{} ({} at timeScale {w})", show(self.within), show(written))
+            }
+            None => show(self.within),
+        }
     }
 
     pub fn rate(mut self, per_second: f64) -> Self {
