@@ -7,25 +7,21 @@
 //! `GAUNTLET_BLESS=1 cargo test --test kube_api` rewrites them (review the diff before
 //! committing).
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::convert::Infallible;
+#[path = "common/fake_api.rs"]
+mod fake_api;
+
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
+use fake_api::{Fake, Recorded, applies, argo_controller, split};
 use gauntlet::cluster::kind::install;
 use gauntlet::cluster::kube::observe::{Judgement, Observed, Observer};
 use gauntlet::cluster::kube::render::{self, RenderOptions};
-use gauntlet::cluster::kube::{Action, KubeCluster, KubeOptions};
+use gauntlet::cluster::kube::{Action, Gate, KubeCluster, KubeOptions};
 use gauntlet::controller::Decision;
 use gauntlet::spec::{ControllerKind, Manifests};
 use gauntlet::timeline::{Source, Timeline};
-use http::{Request, Response, StatusCode};
-use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, Full, StreamBody};
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
 
 // ---------------------------------------------------------------------------------------------
 // Golden files
@@ -367,322 +363,9 @@ fn an_invalid_spec_is_not_a_verdict() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// A fake API server
-
-type Body = BoxBody<Bytes, Infallible>;
-
-/// One request as the API server received it.
-#[derive(Debug, Clone)]
-struct Recorded {
-    method: String,
-    path: String,
-    query: String,
-    content_type: Option<String>,
-    body: String,
-}
-
-impl Recorded {
-    fn param(&self, key: &str) -> Option<String> {
-        self.query.split('&').find_map(|kv| {
-            let (k, v) = kv.split_once('=')?;
-            (k == key).then(|| v.to_string())
-        })
-    }
-}
-
-#[derive(Default)]
-struct Collection {
-    objects: BTreeMap<String, Value>,
-    /// (resourceVersion, watch event line)
-    log: Vec<(u64, String)>,
-    watchers: Vec<mpsc::UnboundedSender<Bytes>>,
-}
-
-type Controller = Box<dyn Fn(&str, &mut Value) + Send>;
-
-#[derive(Default)]
-struct State {
-    requests: Vec<Recorded>,
-    collections: BTreeMap<String, Collection>,
-    rv: u64,
-    no_status_subresource: bool,
-    fail_next_watch: BTreeSet<String>,
-    /// Plays the controller: called after each apply with the collection and the stored object.
-    controller: Option<Controller>,
-}
-
-/// A minimal API server: apply / merge patch / get / list / watch / delete on any collection
-/// path, with resourceVersions and replay of missed events on a resumed watch.
-#[derive(Clone, Default)]
-struct Fake(Arc<Mutex<State>>);
-
-const PLURALS: &[&str] = &[
-    "namespaces",
-    "services",
-    "ingresses",
-    "rollouts",
-    "analysistemplates",
-    "analysisruns",
-    "events",
-    "canaries",
-    "metrictemplates",
-    "deployments",
-    "replicasets",
-    "pods",
-];
-
-/// `(collection path, name, subresource)` of a request path.
-fn split(path: &str) -> (String, Option<String>, Option<String>) {
-    let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    let i = segs
-        .iter()
-        .rposition(|s| PLURALS.contains(s))
-        .unwrap_or(segs.len() - 1);
-    (
-        format!("/{}", segs[..=i].join("/")),
-        segs.get(i + 1).map(|s| s.to_string()),
-        segs.get(i + 2).map(|s| s.to_string()),
-    )
-}
-
-fn respond(code: StatusCode, v: &Value) -> Response<Body> {
-    Response::builder()
-        .status(code)
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(v.to_string())).boxed())
-        .unwrap()
-}
-
-fn status(code: u16, reason: &str, message: &str) -> Response<Body> {
-    respond(
-        StatusCode::from_u16(code).unwrap(),
-        &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-                "message": message, "reason": reason, "code": code}),
-    )
-}
-
-fn merge(target: &mut Value, patch: &Value) {
-    match (target, patch) {
-        (Value::Object(t), Value::Object(p)) => {
-            for (k, v) in p {
-                if v.is_null() {
-                    t.remove(k);
-                } else {
-                    merge(t.entry(k.clone()).or_insert(Value::Null), v);
-                }
-            }
-        }
-        (t, p) => *t = p.clone(),
-    }
-}
-
-impl Fake {
-    fn client(&self) -> kube::Client {
-        let fake = self.clone();
-        let svc = tower::service_fn(move |req: Request<kube::client::Body>| {
-            let fake = fake.clone();
-            async move { Ok::<_, Infallible>(fake.handle(req).await) }
-        });
-        kube::Client::new(svc, "default")
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.0.lock().unwrap()
-    }
-
-    fn requests(&self) -> Vec<Recorded> {
-        self.lock().requests.clone()
-    }
-
-    /// Stores `o` as the controller would write it, and tells the watchers.
-    fn put(&self, coll: &str, mut o: Value) {
-        let mut st = self.lock();
-        st.rv += 1;
-        let rv = st.rv;
-        o["metadata"]["resourceVersion"] = json!(rv.to_string());
-        let name = o["metadata"]["name"].as_str().unwrap().to_string();
-        let c = st.collections.entry(coll.to_string()).or_default();
-        let kind = if c.objects.contains_key(&name) {
-            "MODIFIED"
-        } else {
-            "ADDED"
-        };
-        c.objects.insert(name, o.clone());
-        let line = format!("{}\n", json!({"type": kind, "object": o}));
-        c.log.push((rv, line.clone()));
-        c.watchers
-            .retain(|w| w.send(Bytes::from(line.clone())).is_ok());
-    }
-
-    fn get(&self, coll: &str, name: &str) -> Option<Value> {
-        self.lock()
-            .collections
-            .get(coll)
-            .and_then(|c| c.objects.get(name).cloned())
-    }
-
-    /// Ends every open watch of `coll`, as a lost connection does.
-    fn drop_watchers(&self, coll: &str) {
-        if let Some(c) = self.lock().collections.get_mut(coll) {
-            c.watchers.clear();
-        }
-    }
-
-    async fn handle(&self, req: Request<kube::client::Body>) -> Response<Body> {
-        let (parts, body) = req.into_parts();
-        let bytes = body
-            .collect()
-            .await
-            .map(|c| c.to_bytes())
-            .unwrap_or_default();
-        let rec = Recorded {
-            method: parts.method.to_string(),
-            path: parts.uri.path().to_string(),
-            query: parts.uri.query().unwrap_or_default().to_string(),
-            content_type: parts
-                .headers
-                .get("content-type")
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string),
-            body: String::from_utf8_lossy(&bytes).into_owned(),
-        };
-        self.lock().requests.push(rec.clone());
-        let (coll, name, sub) = split(&rec.path);
-        match (rec.method.as_str(), name, rec.param("watch").is_some()) {
-            ("PATCH", Some(name), _) => self.patch(&coll, &name, sub.as_deref(), &rec),
-            ("GET", None, true) => self.watch(&coll, &rec),
-            ("GET", None, false) => {
-                let st = self.lock();
-                let items: Vec<Value> = st
-                    .collections
-                    .get(&coll)
-                    .map(|c| c.objects.values().cloned().collect())
-                    .unwrap_or_default();
-                respond(
-                    StatusCode::OK,
-                    &json!({"apiVersion": "v1", "kind": "List",
-                            "metadata": {"resourceVersion": st.rv.to_string()}, "items": items}),
-                )
-            }
-            ("GET", Some(name), false) => match self.get(&coll, &name) {
-                Some(o) => respond(StatusCode::OK, &o),
-                None => status(404, "NotFound", &format!("{name} not found")),
-            },
-            ("DELETE", Some(name), _) => match self.get(&coll, &name) {
-                Some(o) => {
-                    self.lock()
-                        .collections
-                        .get_mut(&coll)
-                        .map(|c| c.objects.remove(&name));
-                    respond(StatusCode::OK, &o)
-                }
-                None => status(404, "NotFound", &format!("{name} not found")),
-            },
-            _ => status(405, "MethodNotAllowed", "not in the fake"),
-        }
-    }
-
-    fn patch(&self, coll: &str, name: &str, sub: Option<&str>, rec: &Recorded) -> Response<Body> {
-        let patch: Value = match serde_json::from_str(&rec.body) {
-            Ok(v) => v,
-            Err(e) => return status(400, "BadRequest", &e.to_string()),
-        };
-        let ct = rec.content_type.clone().unwrap_or_default();
-        if sub == Some("status") && self.lock().no_status_subresource {
-            return status(
-                404,
-                "NotFound",
-                "the server could not find the requested resource",
-            );
-        }
-        let existing = self.get(coll, name);
-        let stored = if ct == "application/apply-patch+yaml" {
-            let mut o = patch;
-            let generation = match &existing {
-                Some(old) if old.get("spec") != o.get("spec") => {
-                    old["metadata"]["generation"].as_i64().unwrap_or(1) + 1
-                }
-                Some(old) => old["metadata"]["generation"].as_i64().unwrap_or(1),
-                None => 1,
-            };
-            o["metadata"]["generation"] = json!(generation);
-            o["metadata"]["uid"] = json!(format!("uid-{name}"));
-            if let Some(st) = existing.as_ref().and_then(|e| e.get("status")) {
-                o["status"] = st.clone();
-            }
-            if let Some(c) = &self.lock().controller {
-                c(coll, &mut o);
-            }
-            o
-        } else {
-            let Some(mut o) = existing else {
-                return status(404, "NotFound", &format!("{name} not found"));
-            };
-            merge(&mut o, &patch);
-            o
-        };
-        self.put(coll, stored);
-        respond(StatusCode::OK, &self.get(coll, name).unwrap())
-    }
-
-    fn watch(&self, coll: &str, rec: &Recorded) -> Response<Body> {
-        let mut st = self.lock();
-        if st.fail_next_watch.remove(coll) {
-            return status(500, "InternalError", "injected failure of a watch");
-        }
-        let from: u64 = rec
-            .param("resourceVersion")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
-        let (tx, rx) = mpsc::unbounded_channel::<Bytes>();
-        let c = st.collections.entry(coll.to_string()).or_default();
-        for (rv, line) in &c.log {
-            if *rv > from {
-                let _ = tx.send(Bytes::from(line.clone()));
-            }
-        }
-        c.watchers.push(tx);
-        let stream = futures::stream::unfold(rx, |mut rx| async move {
-            rx.recv()
-                .await
-                .map(|b| (Ok::<_, Infallible>(hyper::body::Frame::data(b)), rx))
-        });
-        Response::builder()
-            .status(StatusCode::OK)
-            .header("content-type", "application/json")
-            .body(BodyExt::boxed(StreamBody::new(stream)))
-            .unwrap()
-    }
-}
+// Against the fake API server (tests/common/fake_api.rs)
 
 const ROLLOUTS: &str = "/apis/argoproj.io/v1alpha1/namespaces/gauntlet-demo-000001/rollouts";
-
-/// Plays Argo Rollouts for the fake: a new generation of the Rollout is observed at once; the
-/// first becomes Healthy (initial deploy), later ones start progressing.
-fn argo_controller(coll: &str, o: &mut Value) {
-    if !coll.ends_with("/rollouts") {
-        return;
-    }
-    let g = o["metadata"]["generation"].as_i64().unwrap();
-    let status = if g == 1 {
-        json!({"observedGeneration": "1", "phase": "Healthy", "stableRS": "aaaa",
-               "currentPodHash": "aaaa", "currentStepIndex": 4,
-               "canary": {"weights": {"canary": {"weight": 0}, "stable": {"weight": 100}}}})
-    } else {
-        json!({"observedGeneration": g.to_string(), "phase": "Progressing",
-               "message": "more replicas need to be updated", "stableRS": "aaaa",
-               "currentPodHash": "bbbb", "currentStepIndex": 0,
-               "canary": {"weights": {"canary": {"weight": 0}, "stable": {"weight": 100}}}})
-    };
-    o["status"] = status;
-}
-
-fn applies(fake: &Fake) -> Vec<Recorded> {
-    fake.requests()
-        .into_iter()
-        .filter(|r| r.method == "PATCH")
-        .collect()
-}
 
 #[tokio::test]
 async fn provision_release_and_a_watch_that_drops_reach_the_verdict() {
@@ -1079,4 +762,144 @@ fn every_fixture_target_can_be_placed_on_a_cluster() {
             dir.display()
         );
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Flagger's gates through the API server's service proxy
+
+fn flagger_cluster(fake: &Fake, target: &str) -> KubeCluster {
+    let manifests = Manifests::load(&fixture(target)).unwrap();
+    KubeCluster::new(
+        fake.client(),
+        &manifests,
+        KubeOptions::for_scenario("demo", 1),
+        Timeline::new(),
+    )
+    .unwrap()
+}
+
+#[tokio::test] // kube::Client::new needs a runtime
+async fn the_gate_fixture_resolves_to_the_kind_loadtester() {
+    // The kind install puts the loadtester in `default` (cluster/kind/install.rs), where the
+    // fixture's webhooks point.
+    let kc = flagger_cluster(&Fake::default(), "flagger-gate");
+    let call = kc.gate_call(Gate::Open).unwrap();
+    assert_eq!(call.hook, "approve-promotion");
+    assert_eq!(
+        (
+            call.service.namespace.as_str(),
+            call.service.name.as_str(),
+            call.service.port
+        ),
+        ("default", "flagger-loadtester", 80)
+    );
+    let rollback = kc.gate_call(Gate::Rollback).unwrap();
+    assert_eq!(rollback.hook, "manual-rollback");
+    assert_eq!(
+        rollback.path,
+        "/api/v1/namespaces/default/services/flagger-loadtester:80/proxy/rollback/open"
+    );
+}
+
+#[tokio::test]
+async fn gates_are_posted_to_the_loadtester_through_the_service_proxy() {
+    let fake = Fake::default();
+    let timeline = Timeline::new();
+    let manifests = Manifests::load(&fixture("flagger-gate")).unwrap();
+    let mut kc = KubeCluster::new(
+        fake.client(),
+        &manifests,
+        KubeOptions::for_scenario("demo", 1),
+        timeline.clone(),
+    )
+    .unwrap();
+    for gate in [Gate::Open, Gate::Close, Gate::Rollback] {
+        kc.gate(gate).await.unwrap();
+    }
+    let sent: Vec<(String, String, Option<String>, Value)> = fake
+        .proxied()
+        .into_iter()
+        .map(|r| {
+            (
+                r.method,
+                r.path,
+                r.content_type,
+                serde_json::from_str(&r.body).unwrap(),
+            )
+        })
+        .collect();
+    let proxy = "/api/v1/namespaces/default/services/flagger-loadtester:80/proxy";
+    let body = json!({"name": "sample-app", "namespace": NS});
+    let json = Some("application/json".to_string());
+    assert_eq!(
+        sent,
+        [
+            (
+                "POST".into(),
+                format!("{proxy}/gate/open"),
+                json.clone(),
+                body.clone()
+            ),
+            (
+                "POST".into(),
+                format!("{proxy}/gate/close"),
+                json.clone(),
+                body.clone()
+            ),
+            ("POST".into(), format!("{proxy}/rollback/open"), json, body),
+        ]
+    );
+    // Exactly these bytes: the loadtester reads `name` and `namespace`.
+    assert_eq!(
+        fake.proxied()[0].body,
+        r#"{"name":"sample-app","namespace":"gauntlet-demo-000001"}"#
+    );
+    let gates: Vec<String> = timeline
+        .snapshot()
+        .into_iter()
+        .filter(|e| e.source == Source::Harness && e.kind == "gate")
+        .map(|e| e.message)
+        .collect();
+    assert_eq!(gates.len(), 3, "{gates:?}");
+    assert!(
+        gates[0].starts_with("open-gate: /gate/open on default/flagger-loadtester:80"),
+        "{gates:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_gate_the_canary_lacks_or_the_cluster_refuses_is_a_clear_error() {
+    let fake = Fake::default();
+    // fixtures/apps/flagger has a load-test hook only.
+    let mut kc = flagger_cluster(&fake, "flagger");
+    let e = kc.gate_call(Gate::Open).unwrap_err();
+    assert!(e.contains("`confirm-promotion` webhook"), "{e}");
+    let e = kc.gate(Gate::Rollback).await.unwrap_err().to_string();
+    assert!(e.contains("`rollback` webhook"), "{e}");
+    assert!(fake.proxied().is_empty());
+
+    // Argo has no gates.
+    let manifests = gauntlet::spec::load_target(&fixture("argo")).unwrap();
+    let argo = KubeCluster::new(
+        fake.client(),
+        &manifests,
+        KubeOptions::for_scenario("demo", 1),
+        Timeline::new(),
+    )
+    .unwrap();
+    let e = argo.gate_call(Gate::Open).unwrap_err();
+    assert!(e.contains("Rollout sample-app"), "{e}");
+
+    // The API server cannot reach the loadtester.
+    fake.lock().proxy_error = Some((
+        503,
+        "no endpoints available for service \"flagger-loadtester\"".into(),
+    ));
+    let mut kc = flagger_cluster(&fake, "flagger-gate");
+    let e = kc.gate(Gate::Open).await.unwrap_err().to_string();
+    assert!(
+        e.contains("Service default/flagger-loadtester port 80")
+            && e.contains("no endpoints available"),
+        "{e}"
+    );
 }

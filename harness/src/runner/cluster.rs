@@ -2,21 +2,23 @@
 //! the local backend, with the real controller. The cluster part (namespace, apply, release,
 //! watch, patches) is `cluster::kube::KubeCluster`; this module is the scenario around it.
 //!
-//! Verified here only as far as it compiles against the tested `KubeCluster` API: this machine
-//! has no Docker. `make e2e` runs it where Docker, kind and network exist.
+//! Tested end to end against a fake API server, a fake ingress and a scripted controller
+//! (`tests/cluster_runner.rs`); `make e2e` runs it where Docker, kind and network exist.
 
 use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 
 use super::{Ended, Finished, OBSERVE, RunOptions, Status, WARMUP, close, conclude, new_report};
-use crate::cluster::kube::{Action as KubeAction, KubeCluster, KubeOptions};
+use crate::cluster::InfraError;
+use crate::cluster::kube::{Action as KubeAction, Gate, KubeCluster, KubeOptions};
 use crate::controller::Decision;
 use crate::load::{Load, LoadSpec};
 use crate::report::artifacts::{ArtifactSources, write_artifacts};
 use crate::report::human::ScenarioLine;
 use crate::report::model::ScenarioReport;
 use crate::scenario::{Action, Outcome, Scenario};
+use crate::spec::ControllerKind;
 use crate::timeline::{Source, Timeline};
 use crate::verdict::GRACE;
 
@@ -31,7 +33,22 @@ pub struct ClusterTarget {
 }
 
 /// Images pulled, controllers reconciling: a cluster needs far longer than local processes.
-const PROVISION_WITHIN: Duration = Duration::from_secs(300);
+pub const PROVISION_WITHIN: Duration = Duration::from_secs(300);
+
+/// The fixed bounds of a cluster run; tests shorten them.
+#[derive(Debug, Clone)]
+pub struct ClusterLimits {
+    /// The baseline must be in place within this (default [`PROVISION_WITHIN`]).
+    pub provision_within: Duration,
+}
+
+impl Default for ClusterLimits {
+    fn default() -> ClusterLimits {
+        ClusterLimits {
+            provision_within: PROVISION_WITHIN,
+        }
+    }
+}
 
 /// Runs `s` on the cluster.
 pub async fn run_on_cluster(
@@ -39,6 +56,17 @@ pub async fn run_on_cluster(
     target: &ClusterTarget,
     opts: &RunOptions,
     line: Option<&ScenarioLine>,
+) -> Finished {
+    run_on_cluster_with(s, target, opts, line, &ClusterLimits::default()).await
+}
+
+/// [`run_on_cluster`] within `limits`.
+pub async fn run_on_cluster_with(
+    s: &Scenario,
+    target: &ClusterTarget,
+    opts: &RunOptions,
+    line: Option<&ScenarioLine>,
+    limits: &ClusterLimits,
 ) -> Finished {
     let started = Instant::now();
     let started_wall = SystemTime::now();
@@ -68,13 +96,33 @@ pub async fn run_on_cluster(
             KubeOptions::for_scenario(&s.name, opts.seed),
             timeline.clone(),
         )
+        .and_then(|kc| {
+            // A scenario action the target cannot take is bad input: refused before anything
+            // is sent to the cluster.
+            for a in &s.actions {
+                match operation(a.action) {
+                    Operation::Gate(g) => {
+                        kc.gate_call(g)?;
+                    }
+                    Operation::Plugin(_) if kc.controller() == ControllerKind::Flagger => {
+                        return Err(format!(
+                            "`{}` is an Argo Rollouts operation; a Flagger Canary is operated \
+                             through its loadtester gates (open-gate, close-gate, rollback)",
+                            a.action.name()
+                        ));
+                    }
+                    Operation::Plugin(_) => {}
+                }
+            }
+            Ok(kc)
+        })
     }) {
         Err(e) => {
             report.failure = Some(e);
             Status::Failed
         }
         Ok(mut kc) => {
-            let status = exercise(s, target, opts, &timeline, &mut kc, &mut report).await;
+            let status = exercise(s, target, opts, limits, &timeline, &mut kc, &mut report).await;
             report.timeline = timeline.snapshot();
             report.elapsed_s = started.elapsed().as_secs_f64();
             report.passed = status == Status::Passed;
@@ -107,10 +155,45 @@ pub async fn run_on_cluster(
     close(report, status, &timeline, started, line)
 }
 
+/// What a scenario action is on a cluster.
+enum Operation {
+    /// The Argo Rollouts plugin's status patches.
+    Plugin(KubeAction),
+    /// A Flagger loadtester gate.
+    Gate(Gate),
+}
+
+fn operation(a: Action) -> Operation {
+    match a {
+        Action::Promote => Operation::Plugin(KubeAction::Promote),
+        Action::PromoteFull => Operation::Plugin(KubeAction::PromoteFull),
+        Action::Abort => Operation::Plugin(KubeAction::Abort),
+        Action::Retry => Operation::Plugin(KubeAction::Retry),
+        Action::OpenGate => Operation::Gate(Gate::Open),
+        Action::CloseGate => Operation::Gate(Gate::Close),
+        Action::Rollback => Operation::Gate(Gate::Rollback),
+    }
+}
+
+async fn act(kc: &mut KubeCluster, a: Action) -> Result<(), InfraError> {
+    match operation(a) {
+        Operation::Plugin(p) => kc.act(p).await,
+        Operation::Gate(g) => kc.gate(g).await.map(|_| ()),
+    }
+}
+
+/// Resolves once `stop` turns true; never when its sender is gone.
+async fn stopped(stop: &mut tokio::sync::watch::Receiver<bool>) {
+    if stop.wait_for(|v| *v).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
 async fn exercise(
     s: &Scenario,
     target: &ClusterTarget,
     opts: &RunOptions,
+    limits: &ClusterLimits,
     timeline: &Timeline,
     kc: &mut KubeCluster,
     report: &mut ScenarioReport,
@@ -119,8 +202,16 @@ async fn exercise(
         report.failure = Some(format!("infrastructure: {e}"));
         Status::Infra
     };
+    let mut stop = opts.stop.clone();
     let baseline = [("APP_VERSION".to_string(), s.baseline_version.clone())];
-    if let Err(e) = kc.provision(&baseline, PROVISION_WITHIN).await {
+    let provisioned = tokio::select! {
+        r = kc.provision(&baseline, limits.provision_within) => r,
+        _ = stopped(&mut stop) => {
+            report.failure = Some("interrupted".into());
+            return Status::Interrupted;
+        }
+    };
+    if let Err(e) = provisioned {
         return infra(report, e.to_string());
     }
     let spec = LoadSpec {
@@ -146,58 +237,63 @@ async fn exercise(
         load.stop().await;
         return infra(report, e.to_string());
     }
+    // Until the decision: a late one is still waited for (and reported late), up to a bound. A
+    // pause is no decision while an action is still to come, nor before the controller had
+    // time to react to the last one.
     let wait = s.within + (s.within / 2).max(Duration::from_secs(10));
     let mut pending = s.actions.clone();
-    let mut stop = opts.stop.clone();
+    let mut reacted_by = Duration::ZERO;
     let mut decision = None;
     let mut interrupted = false;
-    while released.elapsed() < wait {
-        let until = pending
-            .first()
-            .map_or(wait, |a| a.at.min(wait))
-            .saturating_sub(released.elapsed());
+    loop {
+        while let Some(a) = pending.first().copied()
+            && released.elapsed() >= a.at
+            && released.elapsed() < wait
+        {
+            pending.remove(0);
+            let r = act(kc, a.action).await;
+            reacted_by = released.elapsed() + kc.reaction_time();
+            timeline.emit(
+                Source::Harness,
+                "action",
+                match &r {
+                    Ok(()) => format!("action {}", a.action.name()),
+                    Err(e) => format!("action {} failed: {e}", a.action.name()),
+                },
+                serde_json::json!({"action": a.action.name(), "at_s": a.at.as_secs_f64()}),
+            );
+            if let Err(e) = r {
+                load.stop().await;
+                return infra(report, format!("action {}: {e}", a.action.name()));
+            }
+        }
+        let now = released.elapsed();
+        if now >= wait {
+            break;
+        }
+        let paused_counts = pending.is_empty() && now >= reacted_by;
+        let mut until = wait;
+        if let Some(a) = pending.first() {
+            until = until.min(a.at);
+        } else if !paused_counts {
+            until = until.min(reacted_by);
+        }
         let got = tokio::select! {
-            r = kc.wait_decision(until) => r,
-            _ = stop.changed() => { interrupted = true; break; }
+            r = kc.wait_decision_where(until.saturating_sub(now), |d| {
+                paused_counts || d != Decision::Paused
+            }) => r,
+            _ = stopped(&mut stop) => { interrupted = true; break; }
         };
         match got {
             Err(e) => {
                 load.stop().await;
                 return infra(report, e.to_string());
             }
-            Ok(Some(d)) if d != Decision::Paused || pending.is_empty() => {
+            Ok(Some(d)) => {
                 decision = Some((Outcome::from(d), released.elapsed().as_secs_f64()));
                 break;
             }
-            Ok(_) => {
-                while let Some(a) = pending.first().copied()
-                    && released.elapsed() >= a.at
-                {
-                    pending.remove(0);
-                    let r = match a.action {
-                        Action::Promote => kc.act(KubeAction::Promote).await,
-                        Action::PromoteFull => kc.act(KubeAction::PromoteFull).await,
-                        Action::Abort => kc.act(KubeAction::Abort).await,
-                        Action::Retry => kc.act(KubeAction::Retry).await,
-                        other => Err(crate::cluster::InfraError::Other(format!(
-                            "`{}` (a loadtester gate) is not driven on clusters yet",
-                            other.name()
-                        ))),
-                    };
-                    timeline.emit(
-                        Source::Harness,
-                        "action",
-                        match &r {
-                            Ok(()) => format!("action {}", a.action.name()),
-                            Err(e) => format!("action {} failed: {e}", a.action.name()),
-                        },
-                        serde_json::json!({"action": a.action.name()}),
-                    );
-                }
-                if pending.is_empty() && decision.is_none() && released.elapsed() >= wait {
-                    break;
-                }
-            }
+            Ok(None) => {}
         }
     }
     let waited_s = released.elapsed().as_secs_f64();
@@ -207,7 +303,7 @@ async fn exercise(
         if !interrupted {
             tokio::select! {
                 _ = tokio::time::sleep(GRACE + OBSERVE) => {}
-                _ = stop.changed() => interrupted = true,
+                _ = stopped(&mut stop) => interrupted = true,
             }
         }
     }
@@ -215,7 +311,7 @@ async fn exercise(
     let ended = Ended {
         decision,
         waited_s,
-        last_status: format!("{:?}", kc.status().judgement),
+        last_status: kc.status().line,
         interrupted,
     };
     conclude(s, &stats, ended, timeline, report)

@@ -7,14 +7,18 @@
 //! a server-side apply of the workload with the release's pod template; the Rollout or Canary,
 //! its AnalysisRuns, the Events and the Ingresses are **watched** ([`watch`]) and translated
 //! into timeline events and the verdict ([`observe`]); promote / abort / retry are the plugin's
-//! status patches ([`actions`]).
+//! status patches ([`actions`]); Flagger's gates are the loadtester's endpoints, reached through
+//! the API server's service proxy ([`gates`]).
 //!
 //! What is verified without a cluster (`tests/kube_api.rs`): every request body and URL against
-//! a mocked API server, the translation of recorded objects, a watch that drops and resumes.
+//! a mocked API server, the translation of recorded objects, a watch that drops and resumes;
+//! and (`tests/cluster_runner.rs`) whole scenario runs against that fake with a scripted
+//! controller and a fake ingress.
 //! What needs a real cluster: that Argo Rollouts v1.9.1 / Flagger v1.44.0 actually write the
 //! recorded shapes for our fixtures, timings, and the port-forwards.
 
 pub mod actions;
+pub mod gates;
 pub mod observe;
 pub mod portforward;
 pub mod render;
@@ -34,6 +38,7 @@ use tokio::task::JoinHandle;
 
 pub use self::actions::Action;
 use self::actions::{PatchTarget, argo_patches, flagger_retry_patch};
+pub use self::gates::{Gate, GateCall};
 pub use self::observe::{Judgement, Observed, Observer};
 pub use self::render::{Prepared, Release, RenderOptions};
 use self::resources::Resolver;
@@ -79,6 +84,15 @@ pub async fn connect(context: Option<&str>) -> Result<Client, InfraError> {
     };
     Client::try_from(config).map_err(|e| InfraError::Other(format!("Kubernetes client: {e}")))
 }
+
+/// See [`KubeCluster::reaction_time`].
+const ARGO_REACTION: Duration = Duration::from_secs(5);
+/// Flagger's default `analysis.interval`.
+const FLAGGER_DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
+/// Beyond Flagger's interval: its webhooks' time and the watch.
+const FLAGGER_REACTION_MARGIN: Duration = Duration::from_secs(10);
+/// How long an action waits for the watch to show the object it patched.
+const SEEN_WITHIN: Duration = Duration::from_secs(10);
 
 /// How a scenario is placed on the cluster.
 #[derive(Debug, Clone)]
@@ -257,6 +271,13 @@ impl KubeCluster {
     /// The API server refused the apply (exit 3).
     pub async fn release(&mut self, env: &[(String, String)]) -> Result<(), InfraError> {
         self.start_watch();
+        let flagger = self.controller() == ControllerKind::Flagger;
+        if flagger {
+            // Flagger's verdict counts once the Canary's lastAppliedSpec differs from the one
+            // before the release: taken before the patch is sent, so that a controller (and a
+            // watch) quicker than the patch's answer is not missed.
+            self.shared.update(|o| o.arm(None));
+        }
         let generation = match self.prepared.release(env) {
             Release::Apply(body) => {
                 let answer = self.resolver.apply(&body).await?;
@@ -283,7 +304,9 @@ impl KubeCluster {
                     .generation
             }
         };
-        self.shared.update(|o| o.arm(generation));
+        if !flagger {
+            self.shared.update(|o| o.arm(generation));
+        }
         self.timeline.emit(
             Source::Harness,
             "released",
@@ -302,10 +325,30 @@ impl KubeCluster {
     /// # Errors
     /// The controller refused the object (Argo `InvalidSpec`), or the watch ended.
     pub async fn wait_decision(&self, within: Duration) -> Result<Option<Decision>, InfraError> {
+        self.wait_decision_where(within, |_| true).await
+    }
+
+    /// Waits (at most `within`) for a verdict on the release that `accept` takes (e.g. not
+    /// [`Decision::Paused`] while the scenario still acts on the rollout). `None` when none came.
+    ///
+    /// # Errors
+    /// The controller refused the object (Argo `InvalidSpec`), or the watch ended.
+    pub async fn wait_decision_where(
+        &self,
+        within: Duration,
+        accept: impl Fn(Decision) -> bool,
+    ) -> Result<Option<Decision>, InfraError> {
         let mut rx = self.subscribe();
         let reached = tokio::time::timeout(
             within,
-            rx.wait_for(|s| s.armed && s.judgement != Judgement::Pending),
+            rx.wait_for(|s| {
+                s.armed
+                    && match &s.judgement {
+                        Judgement::Pending => false,
+                        Judgement::Decided(d) => accept(*d),
+                        Judgement::Invalid(_) => true,
+                    }
+            }),
         )
         .await;
         match reached {
@@ -322,6 +365,92 @@ impl KubeCluster {
         }
     }
 
+    /// How long after an action the controller may still show the state from before it: a
+    /// verdict of [`Decision::Paused`] counts only after this. Argo reconciles a patched
+    /// Rollout at once (a few seconds of margin); Flagger reads its gates at the next tick of
+    /// the Canary's `analysis.interval`.
+    pub fn reaction_time(&self) -> Duration {
+        match self.controller() {
+            ControllerKind::Argo => ARGO_REACTION,
+            ControllerKind::Flagger => {
+                let interval = self
+                    .canary()
+                    .and_then(|c| c.pointer("/spec/analysis/interval"))
+                    .and_then(Value::as_str)
+                    .and_then(|i| humantime::parse_duration(i).ok())
+                    .unwrap_or(FLAGGER_DEFAULT_INTERVAL);
+                interval + FLAGGER_REACTION_MARGIN
+            }
+        }
+    }
+
+    /// The Canary as prepared for the cluster (Flagger targets).
+    fn canary(&self) -> Option<&Value> {
+        let w = &self.prepared.workload.watched;
+        (w.kind == "Canary").then_some(())?;
+        self.prepared.objects.iter().find(|o| {
+            o.get("kind").and_then(Value::as_str) == Some("Canary")
+                && o.pointer("/metadata/name").and_then(Value::as_str) == Some(w.name.as_str())
+        })
+    }
+
+    /// The request that works `gate` (see [`gates::gate_call`]); nothing is sent.
+    ///
+    /// # Errors
+    /// Not a Flagger target, or its Canary has no webhook for this gate (bad input).
+    pub fn gate_call(&self, gate: Gate) -> Result<GateCall, String> {
+        let Some(canary) = self.canary() else {
+            return Err(format!(
+                "`{gate}` works a Flagger loadtester gate; {} {} has none (Argo Rollouts is \
+                 operated with promote / abort / retry)",
+                self.prepared.workload.watched.kind, self.prepared.workload.watched.name
+            ));
+        };
+        gates::gate_call(canary, &self.opts.namespace, gate)
+    }
+
+    /// Opens or closes one of the loadtester's gates for this Canary: `POST` through the API
+    /// server's service proxy to the Service of the Canary's own webhook. Flagger reads it at
+    /// its next tick (see [`KubeCluster::reaction_time`]).
+    ///
+    /// # Errors
+    /// No such webhook (see [`KubeCluster::gate_call`]), or the API server or the loadtester
+    /// refused the request (no such Service, no endpoints, an error status).
+    pub async fn gate(&mut self, gate: Gate) -> Result<GateCall, InfraError> {
+        let call = self.gate_call(gate).map_err(InfraError::Other)?;
+        let request = axum::http::Request::builder()
+            .method(axum::http::Method::POST)
+            .uri(&call.path)
+            .header(axum::http::header::CONTENT_TYPE, "application/json")
+            .body(call.body.to_string().into_bytes())
+            .map_err(|e| InfraError::Other(format!("{gate}: {e}")))?;
+        let answer = self.client.request_text(request).await.map_err(|e| {
+            InfraError::Other(format!(
+                "{gate}: POST {} to Service {}/{} port {} (webhook `{}`): {e}",
+                gate.path(),
+                call.service.namespace,
+                call.service.name,
+                call.service.port,
+                call.hook
+            ))
+        })?;
+        self.timeline.emit(
+            Source::Harness,
+            "gate",
+            format!(
+                "{gate}: {} on {}/{}:{} answered {:?}",
+                gate.path(),
+                call.service.namespace,
+                call.service.name,
+                call.service.port,
+                answer.trim()
+            ),
+            serde_json::json!({"gate": gate.to_string(), "path": call.path, "body": call.body,
+                               "webhook": call.hook}),
+        );
+        Ok(call)
+    }
+
     /// Promote / abort / retry, with the plugin's patches (Argo: merge patches on the Rollout's
     /// `status` subresource, falling back to the main resource on 404).
     ///
@@ -331,6 +460,7 @@ impl KubeCluster {
     pub async fn act(&mut self, action: Action) -> Result<(), InfraError> {
         let w = self.prepared.workload.clone();
         let ns = self.opts.namespace.clone();
+        let sent;
         match w.controller {
             ControllerKind::Argo => {
                 let api = self
@@ -342,10 +472,29 @@ impl KubeCluster {
                 })?;
                 let current =
                     serde_json::to_value(current).map_err(|e| InfraError::Other(e.to_string()))?;
-                for p in argo_patches(&current, action) {
-                    send_merge(&api, &w.watched.name, p.target, &p.body)
+                let mut answered = None;
+                let patches = argo_patches(&current, action);
+                sent = format!(
+                    "{} merge patch(es) on Rollout {}",
+                    patches.len(),
+                    w.watched.name
+                );
+                for p in patches {
+                    answered = send_merge(&api, &w.watched.name, p.target, &p.body)
                         .await
                         .map_err(|e| InfraError::Other(format!("{action}: {e}")))?;
+                }
+                // Until the watch has the patched Rollout, it still shows the state the action
+                // changes (e.g. a pause): no verdict may be read from that. (Without a watch
+                // running, as before `provision`, there is nothing to wait for.)
+                if let Some(rv) = answered
+                    && self.task.is_some()
+                    && !self.wait_seen(&rv, SEEN_WITHIN).await
+                {
+                    tracing::warn!(
+                        "{action}: the watch has not shown the patched Rollout (resourceVersion \
+                         {rv}) within {SEEN_WITHIN:?}"
+                    );
                 }
             }
             ControllerKind::Flagger => {
@@ -365,15 +514,50 @@ impl KubeCluster {
                 api.patch(&o.name, &PatchParams::default(), &Patch::Strategic(body))
                     .await
                     .map_err(|e| InfraError::Other(format!("retry: {e}")))?;
+                sent = format!("a strategic merge patch on {} {}", o.kind, o.name);
             }
         }
+        // The scenario's `action` event is the runner's; this one says what went out.
         self.timeline.emit(
             Source::Harness,
-            "action",
-            format!("{action} sent"),
+            "patched",
+            format!("{action}: {sent}"),
             serde_json::json!({"action": action.to_string()}),
         );
         Ok(())
+    }
+
+    /// Waits (at most `within`) until the watch has delivered the Rollout or Canary at
+    /// resourceVersion `rv` or later; false when it has not.
+    async fn wait_seen(&self, rv: &str, within: Duration) -> bool {
+        let mut rx = self.subscribe();
+        let seen = || {
+            let o = self
+                .shared
+                .observer
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            o.target()
+                .and_then(|t| t.pointer("/metadata/resourceVersion"))
+                .and_then(Value::as_str)
+                .is_some_and(|have| seen_version(have, rv))
+        };
+        let waited = tokio::time::timeout(within, async {
+            loop {
+                // Marked seen before looking, so a change after the look wakes the wait. The
+                // observer is not locked while the channel is borrowed (the watch task locks
+                // them the other way round).
+                rx.borrow_and_update();
+                if seen() {
+                    return true;
+                }
+                if rx.changed().await.is_err() {
+                    return seen();
+                }
+            }
+        })
+        .await;
+        waited.unwrap_or(false)
     }
 
     /// Writes what there is to read after a run into `dir`: the namespace's objects and Events
@@ -495,22 +679,32 @@ impl KubeCluster {
 
 /// A JSON merge patch on the status subresource, or on the main resource when the CRD has no
 /// status subresource (404), as the plugin falls back.
+/// Returns the resourceVersion the server answered with.
 async fn send_merge(
     api: &Api<DynamicObject>,
     name: &str,
     target: PatchTarget,
     body: &actions::Body,
-) -> Result<(), ::kube::Error> {
+) -> Result<Option<String>, ::kube::Error> {
     let pp = PatchParams::default();
     let patch = Patch::Merge(body);
-    match target {
-        PatchTarget::Spec => api.patch(name, &pp, &patch).await.map(|_| ()),
+    let answer = match target {
+        PatchTarget::Spec => api.patch(name, &pp, &patch).await?,
         PatchTarget::Status => match api.patch_status(name, &pp, &patch).await {
-            Err(::kube::Error::Api(s)) if s.code == 404 => {
-                api.patch(name, &pp, &patch).await.map(|_| ())
-            }
-            other => other.map(|_| ()),
+            Err(::kube::Error::Api(s)) if s.code == 404 => api.patch(name, &pp, &patch).await?,
+            other => other?,
         },
+    };
+    Ok(answer.metadata.resource_version)
+}
+
+/// Whether an object at resourceVersion `have` is at least as new as `want`. resourceVersions
+/// are opaque, but every API server hands out increasing integers; anything else only compares
+/// equal.
+fn seen_version(have: &str, want: &str) -> bool {
+    match (have.parse::<u64>(), want.parse::<u64>()) {
+        (Ok(h), Ok(w)) => h >= w,
+        _ => have == want,
     }
 }
 
