@@ -84,9 +84,14 @@ fn main() {
                         if backend == Backend::Local {
                             return Ok(run_scenario(&s, &plan, &opts, None).await);
                         }
-                        let c = connect(backend, context.as_deref(), &workspace)
-                            .await
-                            .map_err(|e| Failed::from(e.to_string()))?;
+                        let c = connect(
+                            backend,
+                            context.as_deref(),
+                            &workspace,
+                            opts.artifacts.is_some(),
+                        )
+                        .await
+                        .map_err(|e| Failed::from(e.to_string()))?;
                         Ok::<_, Failed>(run_on_cluster(&s, &c.target, &opts, None).await)
                     })?;
                     let r = &f.report;

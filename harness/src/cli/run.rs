@@ -212,6 +212,7 @@ pub async fn run(req: RunRequest) -> Exit {
             req.backend,
             req.context.as_deref(),
             std::path::Path::new("."),
+            req.artifacts.is_some(),
         )
         .await
         {
@@ -310,11 +311,13 @@ pub async fn run(req: RunRequest) -> Exit {
 pub struct Connected {
     pub target: ClusterTarget,
     _forward: Option<Arc<crate::cluster::kube::portforward::PortForward>>,
+    _prometheus: Option<Arc<crate::cluster::kube::portforward::PortForward>>,
 }
 
 /// Reaches the cluster: kind (the cluster of `root/kind-config.yaml`) through its host port,
 /// after checking Docker and kind; kube through kubeconfig (`context`, or the current one) and
-/// a port-forward to ingress-nginx.
+/// a port-forward to ingress-nginx, and `with_prometheus` one to `monitoring/prometheus` for
+/// the artifacts (a cluster without it gets a note, not an error).
 ///
 /// # Errors
 /// `backend` is `Local`, or the cluster cannot be reached (exit 3).
@@ -322,6 +325,7 @@ pub async fn connect(
     backend: Backend,
     context: Option<&str>,
     root: &std::path::Path,
+    with_prometheus: bool,
 ) -> Result<Connected, crate::cluster::InfraError> {
     use crate::cluster::{kind, kube};
     match backend {
@@ -342,8 +346,10 @@ pub async fn connect(
                     backend: "kind",
                     client,
                     ingress_url: k.ingress_url,
+                    prometheus_url: k.prometheus_url,
                 },
                 _forward: None,
+                _prometheus: None,
             })
         }
         Backend::Kube => {
@@ -356,13 +362,35 @@ pub async fn connect(
                 std::time::Duration::from_secs(30),
             )
             .await?;
+            // Ours (fixtures/kind/prometheus.yaml) if the cluster has it; only for artifacts.
+            let prometheus = if with_prometheus {
+                match kube::portforward::PortForward::start(
+                    context,
+                    "monitoring",
+                    "svc/prometheus",
+                    9090,
+                    std::time::Duration::from_secs(15),
+                )
+                .await
+                {
+                    Ok(f) => Some(f),
+                    Err(e) => {
+                        eprintln!("note: no Prometheus range dumps in the artifacts: {e}");
+                        None
+                    }
+                }
+            } else {
+                None
+            };
             Ok(Connected {
                 target: ClusterTarget {
                     backend: "kube",
                     client,
                     ingress_url: forward.url(),
+                    prometheus_url: prometheus.as_ref().map(|p| p.url()),
                 },
                 _forward: Some(Arc::new(forward)),
+                _prometheus: prometheus.map(Arc::new),
             })
         }
     }

@@ -14,6 +14,7 @@ use crate::cluster::InfraError;
 use crate::cluster::kube::{Action as KubeAction, Gate, KubeCluster, KubeOptions};
 use crate::controller::Decision;
 use crate::load::{Load, LoadSpec};
+use crate::prom::PromClient;
 use crate::report::artifacts::{ArtifactSources, write_artifacts};
 use crate::report::human::ScenarioLine;
 use crate::report::model::ScenarioReport;
@@ -30,6 +31,9 @@ pub struct ClusterTarget {
     pub client: ::kube::Client,
     /// The ingress controller from here (kind: the host port; kube: a port-forward).
     pub ingress_url: String,
+    /// Prometheus from here, for the artifacts' range dumps (kind: the host port of
+    /// `kind-config.yaml`; kube: a port-forward); `None`: no dumps, said in the artifacts.
+    pub prometheus_url: Option<String>,
 }
 
 /// Images pulled, controllers reconciling: a cluster needs far longer than local processes.
@@ -130,8 +134,8 @@ pub async fn run_on_cluster_with(
                 let sources = ArtifactSources {
                     access_log: None,
                     pod_logs: Vec::new(),
-                    prometheus: None,
-                    queries: Vec::new(),
+                    prometheus: target.prometheus_url.as_deref().map(PromClient::new),
+                    queries: namespace_queries(kc.namespace()),
                     from: started_wall,
                     to: SystemTime::now(),
                 };
@@ -153,6 +157,37 @@ pub async fn run_on_cluster_with(
         }
     };
     close(report, status, &timeline, started, line)
+}
+
+/// What the artifacts dump from Prometheus for a scenario's namespace: the series the analyses
+/// of both controllers read (DESIGN §3), by canary and version, whatever the user's own queries.
+fn namespace_queries(ns: &str) -> Vec<(String, String)> {
+    let sel = format!("namespace=\"{ns}\"");
+    [
+        (
+            "ingress-requests",
+            format!("sum by (ingress, canary, status) (rate(nginx_ingress_controller_requests{{{sel}}}[30s]))"),
+        ),
+        (
+            "ingress-p95-seconds",
+            format!("histogram_quantile(0.95, sum by (ingress, canary, le) (rate(nginx_ingress_controller_response_duration_seconds_bucket{{{sel}}}[30s])))"),
+        ),
+        (
+            "pod-memory-working-set-bytes",
+            format!("container_memory_working_set_bytes{{{sel}, container!=\"\"}}"),
+        ),
+        (
+            "pod-restarts",
+            format!("kube_pod_container_status_restarts_total{{{sel}}}"),
+        ),
+        (
+            "pod-ready",
+            format!("kube_pod_status_ready{{{sel}, condition=\"true\"}}"),
+        ),
+    ]
+    .into_iter()
+    .map(|(n, q)| (n.to_string(), q))
+    .collect()
 }
 
 /// What a scenario action is on a cluster.

@@ -97,14 +97,16 @@ pub struct GateCall {
     pub body: Value,
 }
 
-/// The Service a webhook URL points at, as the cluster's DNS resolves the host: `svc` (in
-/// `namespace`), `svc.ns`, `svc.ns.svc`, `svc.ns.svc.<cluster domain>`. The port is the URL's,
-/// else 80 (443 for `https`).
+/// The Service a webhook URL points at, as the cluster's DNS resolves the host: `svc.ns`,
+/// `svc.ns.svc`, `svc.ns.svc.<cluster domain>`. The port is the URL's, else 80 (443 for
+/// `https`).
 ///
 /// # Errors
-/// Not an `http(s)://` URL, or a host that is no in-cluster Service name (an IP, an outside
-/// name).
-pub fn service_of(url: &str, namespace: &str) -> Result<ServiceRef, String> {
+/// Not an `http(s)://` URL, a host that is no in-cluster Service name (an IP, an outside name),
+/// or a bare `svc`: Flagger calls webhooks from its own pod, so DNS resolves a bare name in
+/// Flagger's namespace, which is not knowable on every cluster; guessing would open a gate on
+/// a Service Flagger never asks.
+pub fn service_of(url: &str) -> Result<ServiceRef, String> {
     let (https, rest) = if let Some(r) = url.strip_prefix("http://") {
         (false, r)
     } else if let Some(r) = url.strip_prefix("https://") {
@@ -147,7 +149,13 @@ pub fn service_of(url: &str, namespace: &str) -> Result<ServiceRef, String> {
         return Err(not_a_service());
     }
     let (name, ns) = match labels.as_slice() {
-        [svc] => (*svc, namespace),
+        [svc] => {
+            return Err(format!(
+                "the host `{svc}` of `{url}` names no namespace: Flagger resolves it in its own \
+                 namespace (flagger-system on kind), not the Canary's; write it as \
+                 {svc}.<namespace>"
+            ));
+        }
         [svc, ns] => (*svc, *ns),
         [svc, ns, "svc", ..] => (*svc, *ns),
         _ => return Err(not_a_service()),
@@ -219,7 +227,7 @@ pub fn gate_call(canary: &Value, namespace: &str, gate: Gate) -> Result<GateCall
             gate.family()
         ));
     }
-    let service = service_of(url, namespace)
+    let service = service_of(url)
         .map_err(|e| format!("the {hook_type} webhook `{hook_name}` of the Canary {name}: {e}"))?;
     Ok(GateCall {
         gate,
@@ -245,14 +253,15 @@ mod tests {
 
     #[test]
     fn hosts_resolve_as_cluster_dns_does() {
-        let s = |u: &str| service_of(u, "scenario-ns");
+        let s = service_of;
         assert_eq!(
             s("http://flagger-loadtester.default/gate/check"),
             Ok(svc("default", "flagger-loadtester", 80))
         );
-        assert_eq!(
-            s("http://flagger-loadtester/gate/check"),
-            Ok(svc("scenario-ns", "flagger-loadtester", 80))
+        let bare = s("http://flagger-loadtester/gate/check").unwrap_err();
+        assert!(
+            bare.contains("names no namespace") && bare.contains("flagger-loadtester.<namespace>"),
+            "{bare}"
         );
         assert_eq!(
             s("http://flagger-loadtester.test.svc:8080/"),
@@ -285,9 +294,9 @@ mod tests {
             "http://lt.default:0/",
             "http:///gate/check",
         ] {
-            assert!(service_of(bad, "ns").is_err(), "{bad}");
+            assert!(service_of(bad).is_err(), "{bad}");
         }
-        let e = service_of("http://gate.example.com/gate/check", "ns").unwrap_err();
+        let e = service_of("http://gate.example.com/gate/check").unwrap_err();
         assert!(e.contains("gate.example.com"), "{e}");
     }
 
@@ -331,11 +340,11 @@ mod tests {
     #[test]
     fn another_confirm_hook_holds_the_gate_too() {
         let c = canary(json!([
-            {"name": "approve-start", "type": "confirm-rollout", "url": "http://lt/gate/check"},
+            {"name": "approve-start", "type": "confirm-rollout", "url": "http://lt.ops/gate/check"},
         ]));
         let call = gate_call(&c, "ns1", Gate::Open).unwrap();
         assert_eq!(call.hook, "approve-start");
-        assert_eq!(call.service, svc("ns1", "lt", 80));
+        assert_eq!(call.service, svc("ops", "lt", 80));
     }
 
     #[test]
