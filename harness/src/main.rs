@@ -153,11 +153,25 @@ async fn dispatch(command: Command) -> Exit {
             backend: Backend::Kind,
             ..
         } => gauntlet::cli::up_kind().await,
-        Command::Up { backend, .. } => not_yet(&format!("up --backend {backend:?}")),
+        Command::Up { .. } => usage(
+            "`gauntlet up --backend kube`: gauntlet does not install into an existing cluster; \
+             install Argo Rollouts v1.9.1 or Flagger v1.44.0, ingress-nginx and \
+             fixtures/kind/prometheus.yaml there (see fixtures/kind/README.md), then run \
+             `gauntlet run --backend kube --context NAME`",
+        ),
         Command::Down {
             backend: Backend::Kind,
         } => gauntlet::cli::down_kind().await,
-        Command::Down { backend } => not_yet(&format!("down --backend {backend:?}")),
+        Command::Down {
+            backend: Backend::Local,
+        } => usage(
+            "`gauntlet down --backend local`: the stack of `gauntlet up` stops with Ctrl-C, and \
+             scenario runs remove their own stacks",
+        ),
+        Command::Down { .. } => usage(
+            "`gauntlet down --backend kube`: nothing to take down; each scenario deletes its own \
+             namespace",
+        ),
         Command::Run(a) => {
             gauntlet::cli::run(gauntlet::cli::RunRequest {
                 backend: match a.backend {
@@ -193,7 +207,7 @@ async fn dispatch(command: Command) -> Exit {
     }
 }
 
-fn not_yet(what: &str) -> Exit {
-    eprintln!("error: `gauntlet {what}` is not yet implemented");
+fn usage(why: &str) -> Exit {
+    eprintln!("error: {why}");
     Exit::BadInput
 }

@@ -188,17 +188,51 @@ async fn get(url: &str) -> String {
 
 #[test]
 fn up_on_kind_without_docker_exits_3_naming_what_is_missing() {
-    if gauntlet::cluster::kind::unavailable().is_none() {
+    let Some(missing) = gauntlet::cluster::kind::unavailable() else {
         eprintln!("skipped: Docker and kind are usable here");
         return;
-    }
+    };
     let out = gauntlet()
         .args(["up", "--backend", "kind"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(3));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("Docker") || err.contains("kind"), "{err}");
+    // The preflight's own message (tests/kind_preflight.rs: it names Docker when Docker is
+    // what is missing, with where to get it).
+    assert!(err.contains(&missing), "{err}");
+    if std::process::Command::new("docker")
+        .arg("info")
+        .output()
+        .map_or(true, |o| !o.status.success())
+    {
+        assert!(err.contains("Docker"), "{err}");
+    }
+}
+
+#[test]
+fn up_and_down_on_an_existing_cluster_say_what_to_do_instead() {
+    let out = gauntlet()
+        .args(["up", "--backend", "kube"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("gauntlet run --backend kube --context NAME"),
+        "{err}"
+    );
+    assert!(err.contains("fixtures/kind/README.md"), "{err}");
+    let out = gauntlet()
+        .args(["down", "--backend", "kube"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("each scenario deletes its own namespace"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
