@@ -761,7 +761,33 @@ fn every_fixture_target_can_be_placed_on_a_cluster() {
             "{}",
             dir.display()
         );
+        // The sample app's image exists only in the node (`kind load`): with `:latest` the
+        // kubelet's default policy is Always, which would pull from Docker Hub and fail.
+        for o in &p.objects {
+            for c in containers(o) {
+                if c["image"] == gauntlet::cluster::kind::SAMPLE_APP_IMAGE {
+                    assert!(
+                        matches!(
+                            c["imagePullPolicy"].as_str(),
+                            Some("IfNotPresent" | "Never")
+                        ),
+                        "{}: container {} of {} pulls its kind-loaded image: {c}",
+                        dir.display(),
+                        c["name"],
+                        o["metadata"]["name"]
+                    );
+                }
+            }
+        }
     }
+}
+
+/// The containers of a pod template's owner.
+fn containers(o: &Value) -> Vec<&Value> {
+    o.pointer("/spec/template/spec/containers")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().collect())
+        .unwrap_or_default()
 }
 
 // ---------------------------------------------------------------------------------------------
