@@ -9,7 +9,10 @@ use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 
-use super::{Ended, Finished, OBSERVE, RunOptions, Status, WARMUP, close, conclude, new_report};
+use super::{
+    Ended, Finished, OBSERVE, RunOptions, Status, WARMUP, close, conclude, new_report,
+    record_action,
+};
 use crate::cluster::InfraError;
 use crate::cluster::kube::{Action as KubeAction, Gate, KubeCluster, KubeOptions};
 use crate::controller::Decision;
@@ -259,7 +262,14 @@ async fn exercise(
         Ok(l) => l,
         Err(e) => return infra(report, format!("the load generator: {e}")),
     };
-    tokio::time::sleep(WARMUP).await;
+    tokio::select! {
+        _ = tokio::time::sleep(WARMUP) => {}
+        _ = stopped(&mut stop) => {
+            load.stop().await;
+            report.failure = Some("interrupted".into());
+            return Status::Interrupted;
+        }
+    }
     timeline.mark_release();
     timeline.emit(
         Source::Harness,
@@ -288,15 +298,7 @@ async fn exercise(
             pending.remove(0);
             let r = act(kc, a.action).await;
             reacted_by = released.elapsed() + kc.reaction_time();
-            timeline.emit(
-                Source::Harness,
-                "action",
-                match &r {
-                    Ok(()) => format!("action {}", a.action.name()),
-                    Err(e) => format!("action {} failed: {e}", a.action.name()),
-                },
-                serde_json::json!({"action": a.action.name(), "at_s": a.at.as_secs_f64()}),
-            );
+            record_action(timeline, &a, &r, "failed");
             if let Err(e) = r {
                 load.stop().await;
                 return infra(report, format!("action {}: {e}", a.action.name()));

@@ -24,7 +24,7 @@ use crate::report::artifacts::{ArtifactSources, write_artifacts};
 use crate::report::human::{LiveStatus, ScenarioLine};
 use crate::report::model::{Expected, ScenarioReport, WrittenBudget};
 use crate::scenario::budget::{Plan, Policy};
-use crate::scenario::{Outcome, Scenario};
+use crate::scenario::{Outcome, Scenario, Scheduled};
 use crate::target;
 use crate::timeline::{Source, Timeline};
 use crate::verdict::{self, Evidence, GRACE};
@@ -116,6 +116,25 @@ pub async fn run_scenario(
         },
     };
     close(report, status, &timeline, started, line)
+}
+
+/// The timeline's record of a scenario action: done, or `failed_as` (refused, failed) and why.
+pub(crate) fn record_action<E: std::fmt::Display>(
+    timeline: &Timeline,
+    a: &Scheduled,
+    result: &Result<(), E>,
+    failed_as: &str,
+) {
+    let name = a.action.name();
+    timeline.emit(
+        Source::Harness,
+        "action",
+        match result {
+            Ok(()) => format!("action {name}"),
+            Err(e) => format!("action {name} {failed_as}: {e}"),
+        },
+        serde_json::json!({"action": name, "at_s": a.at.as_secs_f64()}),
+    );
 }
 
 /// A report with the scenario's expectations and nothing observed yet.
@@ -468,16 +487,7 @@ async fn exercise<C: Controller<Platform = LocalStack> + Operable>(
         {
             let a = pending.remove(0);
             reacted_by = released.elapsed() + ctl.reaction_time() + TICK;
-            let result = ctl.act(a.action);
-            timeline.emit(
-                Source::Harness,
-                "action",
-                match &result {
-                    Ok(()) => format!("action {}", a.action.name()),
-                    Err(e) => format!("action {} refused: {e}", a.action.name()),
-                },
-                serde_json::json!({"action": a.action.name(), "at_s": a.at.as_secs_f64()}),
-            );
+            record_action(timeline, &a, &ctl.act(a.action), "refused");
         }
         if let Some(d) = ctl.decision() {
             // A pause is not the end while the scenario still has something to do about it,
