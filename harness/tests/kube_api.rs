@@ -794,12 +794,16 @@ fn containers(o: &Value) -> Vec<&Value> {
 // Flagger's gates through the API server's service proxy
 
 fn flagger_cluster(fake: &Fake, target: &str) -> KubeCluster {
+    flagger_cluster_on(fake, target, Timeline::new())
+}
+
+fn flagger_cluster_on(fake: &Fake, target: &str, timeline: Timeline) -> KubeCluster {
     let manifests = Manifests::load(&fixture(target)).unwrap();
     KubeCluster::new(
         fake.client(),
         &manifests,
         KubeOptions::for_scenario("demo", 1),
-        Timeline::new(),
+        timeline,
     )
     .unwrap()
 }
@@ -831,14 +835,7 @@ async fn the_gate_fixture_resolves_to_the_kind_loadtester() {
 async fn gates_are_posted_to_the_loadtester_through_the_service_proxy() {
     let fake = Fake::default();
     let timeline = Timeline::new();
-    let manifests = Manifests::load(&fixture("flagger-gate")).unwrap();
-    let mut kc = KubeCluster::new(
-        fake.client(),
-        &manifests,
-        KubeOptions::for_scenario("demo", 1),
-        timeline.clone(),
-    )
-    .unwrap();
+    let mut kc = flagger_cluster_on(&fake, "flagger-gate", timeline.clone());
     for gate in [Gate::Open, Gate::Close, Gate::Rollback] {
         kc.gate(gate).await.unwrap();
     }
