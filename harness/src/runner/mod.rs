@@ -78,19 +78,19 @@ pub async fn run_scenario(
     let started_wall = SystemTime::now();
     let timeline = Timeline::new();
     let mut report = new_report(s, plan.policy.controller());
+    let run = Run {
+        s,
+        opts,
+        line,
+        timeline: &timeline,
+        started,
+        started_wall,
+    };
     let status = match &plan.policy {
         Policy::Argo(e) => match provision_argo(s, plan, e, opts, &timeline).await {
             Err(err) => infra(&mut report, err),
             Ok(ctl) => {
                 let queries = |c: &ArgoCtl| argo_queries(plan, e, c);
-                let run = Run {
-                    s,
-                    opts,
-                    line,
-                    timeline: &timeline,
-                    started,
-                    started_wall,
-                };
                 run.finish(plan, ctl, &mut report, queries).await
             }
         },
@@ -102,14 +102,6 @@ pub async fn run_scenario(
                     (p.builtin_checks.iter().chain(&p.template_checks))
                         .map(|k| (k.metric.clone(), k.query.clone()))
                         .collect()
-                };
-                let run = Run {
-                    s,
-                    opts,
-                    line,
-                    timeline: &timeline,
-                    started,
-                    started_wall,
                 };
                 run.finish(plan, ctl, &mut report, queries).await
             }

@@ -273,23 +273,16 @@ impl Observer {
         if !phase.is_empty() && self.last_phase.as_ref() != Some(&(phase.clone(), message.clone()))
         {
             self.last_phase = Some((phase.clone(), message.clone()));
-            out.push(Emitted {
-                source: Source::Controller,
-                kind: "phase".into(),
-                message: if message.is_empty() {
-                    phase.clone()
-                } else {
-                    format!("{phase}: {message}")
-                },
-                data: json!({
-                    "phase": phase,
-                    "message": message,
+            out.push(phase_event(
+                &phase,
+                &message,
+                json!({
                     "currentStepIndex": ro.pointer("/status/currentStepIndex"),
                     "stableRS": str_at(ro, "/status/stableRS").unwrap_or_default(),
                     "currentPodHash": str_at(ro, "/status/currentPodHash").unwrap_or_default(),
                     "abort": ro.pointer("/status/abort").and_then(Value::as_bool).unwrap_or(false),
                 }),
-            });
+            ));
         }
         if let Some(w) = ro
             .pointer("/status/canary/weights/canary/weight")
@@ -317,22 +310,15 @@ impl Observer {
             .to_string();
         if !phase.is_empty() && self.last_phase.as_ref().map(|(p, _)| p) != Some(&phase) {
             self.last_phase = Some((phase.clone(), message.clone()));
-            out.push(Emitted {
-                source: Source::Controller,
-                kind: "phase".into(),
-                message: if message.is_empty() {
-                    phase.clone()
-                } else {
-                    format!("{phase}: {message}")
-                },
-                data: json!({
-                    "phase": phase,
-                    "message": message,
+            out.push(phase_event(
+                &phase,
+                &message,
+                json!({
                     "canaryWeight": c.pointer("/status/canaryWeight"),
                     "failedChecks": c.pointer("/status/failedChecks"),
                     "iterations": c.pointer("/status/iterations"),
                 }),
-            });
+            ));
         }
         out
     }
@@ -571,6 +557,23 @@ pub fn canary_route(i: &Value) -> Option<CanaryRoute> {
         by_header_value: get("canary-by-header-value"),
         by_cookie: get("canary-by-cookie"),
     })
+}
+
+/// The timeline's `phase` event: `Phase` or `Phase: message`, with the controller's own fields
+/// (`extra`, an object) beside `phase` and `message`.
+fn phase_event(phase: &str, message: &str, mut extra: Value) -> Emitted {
+    extra["phase"] = json!(phase);
+    extra["message"] = json!(message);
+    Emitted {
+        source: Source::Controller,
+        kind: "phase".into(),
+        message: if message.is_empty() {
+            phase.to_string()
+        } else {
+            format!("{phase}: {message}")
+        },
+        data: extra,
+    }
 }
 
 #[cfg(test)]
