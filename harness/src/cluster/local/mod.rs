@@ -5,8 +5,11 @@
 //! stops them in order; dropping the stack without it (an error, a panic, an interrupt) kills
 //! every process group it started and removes its cgroups and folder synchronously.
 
+pub mod controlplane;
 pub mod exporter;
+pub mod ingress;
 pub mod memlimit;
+pub mod net;
 pub mod pods;
 pub mod process;
 pub mod prometheus;
