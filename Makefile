@@ -4,7 +4,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: demo up test deps build e2e chaos fmt lint
+.PHONY: demo up test deps build e2e chaos fmt lint controlplane
 
 # Debian packages the local backend runs: a real nginx and a real Prometheus.
 deps:
@@ -25,6 +25,14 @@ up: deps build
 
 test: deps
 	$(CARGO) test --workspace
+
+# The real control plane's binaries (etcd, Kubernetes, Argo Rollouts, Flagger) built with Go ≥ 1.26
+# from the pinned modules of fixtures/controlplane into target/controlplane/<key>/bin, cached by
+# pin (a second run builds nothing; a cold one takes minutes). Prints the folder, which
+# GAUNTLET_CONTROLPLANE_BIN accepts on machines without Go.
+controlplane:
+	$(CARGO) build -p gauntlet
+	./target/debug/gauntlet controlplane build
 
 # Real clusters (needs Docker, kind and network; not runnable on the development machines):
 # provision the kind cluster with the pinned controllers, then run the suites on it. The real

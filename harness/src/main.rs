@@ -37,6 +37,15 @@ enum Backend {
     Kube,
 }
 
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+enum ControllerArg {
+    /// gauntlet's emulation of the controller, reading your Rollout / Canary (fast, time-scalable).
+    Emulated,
+    /// The real Argo Rollouts or Flagger on a local Kubernetes control plane built from pinned
+    /// Go modules (needs root and Go on first use; keeps the policy's own clock).
+    Real,
+}
+
 #[derive(Args)]
 struct RunArgs {
     /// Scenario files or folders.
@@ -103,12 +112,28 @@ enum Command {
         /// kubeconfig context (kube backend).
         #[arg(long)]
         context: Option<String>,
+        /// Which controller decides on the local backend.
+        #[arg(long, value_enum, default_value_t = ControllerArg::Emulated)]
+        controller: ControllerArg,
     },
-    /// Delete what `up --backend kind` created.
+    /// Delete what `up --backend kind` created; with `--backend local`, what a killed gauntlet
+    /// left behind (temp folders, cgroups, stray processes).
     Down {
         #[arg(long, value_enum, default_value_t = Backend::Kind)]
         backend: Backend,
     },
+    /// The local control plane of `--controller real`.
+    Controlplane {
+        #[command(subcommand)]
+        command: ControlplaneCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ControlplaneCommand {
+    /// Build (or find in the cache) etcd, Kubernetes, Argo Rollouts and Flagger from the pinned
+    /// Go modules; prints the folder of the binaries.
+    Build,
 }
 
 fn main() -> ExitCode {
@@ -147,8 +172,20 @@ async fn dispatch(command: Command) -> Exit {
         Command::Up {
             backend: Backend::Local,
             target,
-            context: _,
+            controller: ControllerArg::Real,
+            ..
+        } => gauntlet::cli::up_real(&target).await,
+        Command::Up {
+            backend: Backend::Local,
+            target,
+            ..
         } => gauntlet::cli::up_local(&target).await,
+        Command::Up {
+            controller: ControllerArg::Real,
+            ..
+        } => usage(
+            "--controller applies to the local backend; kind and kube run the real controllers",
+        ),
         Command::Up {
             backend: Backend::Kind,
             ..
@@ -164,10 +201,10 @@ async fn dispatch(command: Command) -> Exit {
         } => gauntlet::cli::down_kind().await,
         Command::Down {
             backend: Backend::Local,
-        } => usage(
-            "`gauntlet down --backend local`: the stack of `gauntlet up` stops with Ctrl-C, and \
-             scenario runs remove their own stacks",
-        ),
+        } => gauntlet::cli::down_local(),
+        Command::Controlplane {
+            command: ControlplaneCommand::Build,
+        } => gauntlet::cli::controlplane_build().await,
         Command::Down { .. } => usage(
             "`gauntlet down --backend kube`: nothing to take down; each scenario deletes its own \
              namespace",

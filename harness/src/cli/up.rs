@@ -16,7 +16,7 @@ const BASELINE_WITHIN: Duration = Duration::from_secs(60);
 
 /// Resolves on the first SIGINT or SIGTERM. Installed before anything starts, so an interrupt
 /// during start-up also tears down what was started.
-pub(crate) async fn interrupted() -> &'static str {
+pub async fn interrupted() -> &'static str {
     let (Ok(mut int), Ok(mut term)) = (
         signal(SignalKind::interrupt()),
         signal(SignalKind::terminate()),

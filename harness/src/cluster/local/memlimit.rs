@@ -90,17 +90,24 @@ impl CgroupScope {
 
     /// Creates (or reuses, across restarts) the cgroup of one pod with its limit.
     pub fn pod(&self, pod: &str, limit: u64) -> std::io::Result<PodCgroup> {
-        let path = self.path.join(pod);
+        let cg = self.unlimited(pod)?;
+        let file = match self.mechanism {
+            Mechanism::CgroupV1 => "memory.limit_in_bytes",
+            _ => "memory.max",
+        };
+        fs::write(cg.path.join(file), limit.to_string())?;
+        Ok(cg)
+    }
+
+    /// Creates (or reuses) a cgroup without a limit of its own: for a cluster's system
+    /// processes, so that they are counted and found (and killed by `gauntlet down`) with it.
+    pub fn unlimited(&self, name: &str) -> std::io::Result<PodCgroup> {
+        let path = self.path.join(name);
         match fs::create_dir(&path) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(e),
         }
-        let file = match self.mechanism {
-            Mechanism::CgroupV1 => "memory.limit_in_bytes",
-            _ => "memory.max",
-        };
-        fs::write(path.join(file), limit.to_string())?;
         Ok(PodCgroup {
             path,
             mechanism: self.mechanism,

@@ -10,13 +10,16 @@ pub mod exporter;
 pub mod ingress;
 pub mod memlimit;
 pub mod net;
+pub mod node;
 pub mod pods;
 pub mod process;
 pub mod prometheus;
+pub mod real;
 pub mod router;
 pub mod template;
 
 use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -25,12 +28,14 @@ use rand::SeedableRng;
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 
-use self::exporter::{Exporter, IngressNames, PodSample, PodSource};
+use self::exporter::{Exporter, PodSample, PodSource};
 use self::memlimit::{CgroupScope, Mechanism};
 use self::pods::{Backoff, Pod, PodEnv};
 use self::process::ProcessRegistry;
 use self::prometheus::{Prometheus, Target};
-use self::router::{Router, RouterConfig, RouterState};
+use self::router::{
+    CanaryBackend, PathType, Route, RouteNames, Router, RouterConfig, RouterState, announce,
+};
 use super::{
     CanaryRoute, InfraError, Platform, PodStatus, PodTemplate, ReplicaCounts, RevisionHash,
     Services,
@@ -86,6 +91,10 @@ struct Routing {
 struct Shared {
     revisions: Mutex<BTreeMap<RevisionHash, RevisionEntry>>,
     routing: Mutex<Routing>,
+    /// The Ingress the router plays and its Services, as the metrics name them.
+    names: RouteNames,
+    /// ingress-nginx's upstream name of the canary Service, `<namespace>-<service>-<port>`.
+    canary_upstream: String,
 }
 
 impl Shared {
@@ -96,11 +105,12 @@ impl Shared {
         self.routing.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// What the router should serve now: each Service's ready, non-terminating pods.
+    /// What the router should serve now: one Ingress without a host for `/`, each Service's
+    /// ready, non-terminating pods behind it.
     fn router_state(&self) -> RouterState {
         let routing = self.routing();
         let revisions = self.revisions();
-        let ports = |hash: Option<&RevisionHash>| -> Vec<u16> {
+        let endpoints = |hash: Option<&RevisionHash>| -> Vec<SocketAddr> {
             let Some(entry) = hash.and_then(|h| revisions.get(h)) else {
                 return vec![];
             };
@@ -113,13 +123,25 @@ impl Shared {
                 .collect();
             ports.sort_unstable();
             ports
+                .into_iter()
+                .map(|p| SocketAddr::from((Ipv4Addr::LOCALHOST, p)))
+                .collect()
         };
         let stable = routing.services.as_ref().map(|s| &s.stable);
         let canary = routing.services.as_ref().and_then(|s| s.canary.as_ref());
         RouterState {
-            stable: ports(stable),
-            canary: ports(canary),
-            route: routing.route.clone(),
+            routes: vec![Route {
+                host: None,
+                path: "/".into(),
+                path_type: PathType::Prefix,
+                endpoints: endpoints(stable),
+                canary: Some(CanaryBackend {
+                    endpoints: endpoints(canary),
+                    route: routing.route.clone(),
+                    upstream: self.canary_upstream.clone(),
+                }),
+                names: self.names.clone(),
+            }],
         }
     }
 
@@ -157,6 +179,7 @@ impl Shared {
                 e.pods.iter().map(|p| {
                     let st = p.status();
                     PodSample {
+                        namespace: self.names.namespace.clone(),
                         pod: st.name,
                         container: e.template.container.clone(),
                         ready: st.ready,
@@ -181,7 +204,7 @@ pub struct LocalStack {
     env: Arc<PodEnv>,
     shared: Arc<Shared>,
     router: Arc<tokio::sync::Mutex<Router>>,
-    router_port: u16,
+    router_addr: SocketAddr,
     prometheus: Option<Prometheus>,
     exporter: Option<Exporter>,
     changed: watch::Receiver<u64>,
@@ -271,10 +294,20 @@ impl LocalStack {
             backoff: opts.backoff,
             grace: opts.grace,
             http: reqwest::Client::new(),
+            runtime: pods::Runtime::Loopback,
         });
         let shared = Arc::new(Shared {
             revisions: Mutex::new(BTreeMap::new()),
             routing: Mutex::new(Routing::default()),
+            names: RouteNames {
+                namespace: opts.namespace.clone(),
+                ingress: opts.ingress.clone(),
+                service: opts.stable_service.clone(),
+            },
+            canary_upstream: format!(
+                "{}-{}-{}",
+                opts.namespace, opts.canary_service, opts.service_port
+            ),
         });
 
         // From here on, a failure drops what was started: the guard below cleans up.
@@ -287,9 +320,10 @@ impl LocalStack {
         for _ in 0..3 {
             let cfg = RouterConfig {
                 dir: dir.path().join("nginx"),
-                port: free_port()?,
+                listen: SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()?)),
+                placement: None,
             };
-            match Router::start(&bins.nginx, cfg, RouterState::default(), registry.clone()).await {
+            match Router::start(&bins.nginx, cfg, shared.router_state(), registry.clone()).await {
                 Ok(r) => {
                     router = Some(r);
                     break;
@@ -302,20 +336,11 @@ impl LocalStack {
             None => return Err(last_err.take().expect("three attempts")),
         };
 
-        let names = IngressNames {
-            namespace: opts.namespace.clone(),
-            ingress: opts.ingress.clone(),
-            service: opts.stable_service.clone(),
-            canary_upstream: format!(
-                "{}-{}-{}",
-                opts.namespace, opts.canary_service, opts.service_port
-            ),
-        };
         let source: PodSource = {
             let shared = shared.clone();
             Arc::new(move || shared.samples())
         };
-        let exporter = Exporter::start(names, router.config().access_log(), source).await?;
+        let exporter = Exporter::start(router.config().access_log(), Some(source)).await?;
 
         let mut prometheus = None;
         for _ in 0..3 {
@@ -340,7 +365,7 @@ impl LocalStack {
             None => return Err(last_err.take().expect("three attempts")),
         };
 
-        let router_port = router.port();
+        let router_addr = router.listen();
         let router = Arc::new(tokio::sync::Mutex::new(router));
         let sync = tokio::spawn(sync_loop(
             changed.clone(),
@@ -361,7 +386,7 @@ impl LocalStack {
             env,
             shared,
             router,
-            router_port,
+            router_addr,
             prometheus: Some(prometheus),
             exporter: Some(exporter),
             changed,
@@ -389,7 +414,7 @@ impl LocalStack {
     }
 
     pub fn ingress_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.router_port())
+        format!("http://{}", self.router_addr)
     }
 
     pub fn prometheus_url(&self) -> String {
@@ -435,10 +460,6 @@ impl LocalStack {
 
     pub fn pod_logs(&self) -> PathBuf {
         self.dir.path().join("pods")
-    }
-
-    fn router_port(&self) -> u16 {
-        self.router_port
     }
 
     /// How many times nginx has been reloaded.
@@ -539,30 +560,6 @@ impl LocalStack {
         self.router.lock().await.stop().await;
         self.exporter.take();
         // Drop does the rest: anything still registered is killed, cgroups and folder removed.
-    }
-}
-
-/// Records weight and endpoint changes on the timeline.
-fn announce(timeline: &Timeline, before: &RouterState, after: &RouterState) {
-    if before.route != after.route {
-        timeline.emit(
-            Source::Router,
-            "canary-route",
-            format!("canary weight {}%", after.route.percent()),
-            serde_json::json!({"weight": after.route.weight, "route": after.route}),
-        );
-    }
-    if before.stable != after.stable || before.canary != after.canary {
-        timeline.emit(
-            Source::Router,
-            "endpoints",
-            format!(
-                "endpoints: stable {} pod(s), canary {} pod(s)",
-                after.stable.len(),
-                after.canary.len()
-            ),
-            serde_json::json!({"stable": after.stable, "canary": after.canary}),
-        );
     }
 }
 

@@ -17,6 +17,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::memlimit::{self, CgroupScope, PodCgroup};
+use super::net::{NetnsThread, Placement};
 use super::process::{self, ProcessRegistry};
 use crate::cluster::{InfraError, PodStatus, PodTemplate, RevisionHash, Termination};
 use crate::timeline::{Source, Timeline};
@@ -52,6 +53,40 @@ pub struct PodEnv {
     /// `terminationGracePeriodSeconds`: SIGTERM, then SIGKILL after this long.
     pub grace: Duration,
     pub http: reqwest::Client,
+    pub runtime: Runtime,
+}
+
+/// Where a pod's container runs, and how the supervisor reaches it.
+#[derive(Debug, Clone)]
+pub enum Runtime {
+    /// The emulated tier: the container listens on a loopback port it picks (`LISTEN=127.0.0.1:0`)
+    /// and announces on its first line; probes go to that port.
+    Loopback,
+    /// The real tier's node: the container runs in its pod's sandbox with exactly the
+    /// environment the pod spec gives it, listens where that says, and is probed at the pod IP
+    /// from the node's namespace, as the kubelet probes.
+    Sandbox(SandboxRuntime),
+}
+
+/// See [`Runtime::Sandbox`].
+#[derive(Debug, Clone)]
+pub struct SandboxRuntime {
+    pub placement: Placement,
+    pub ip: std::net::Ipv4Addr,
+    /// The node's namespace, where probes come from.
+    pub node: NetnsThread,
+    /// `None`: ready as soon as the container runs, as without a readiness probe.
+    pub readiness: Option<ProbeSpec>,
+    pub liveness: Option<ProbeSpec>,
+}
+
+/// A probe with its port resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProbeSpec {
+    pub probe: crate::cluster::Probe,
+    pub port: u16,
+    /// `httpGet` (with `probe.path`) or `tcpSocket`.
+    pub http: bool,
 }
 
 impl PodEnv {
@@ -73,6 +108,10 @@ pub struct PodRuntime {
     pub terminating: bool,
     /// CPU seconds used by earlier runs of the container, so the counter never goes back.
     pub cpu_before: f64,
+    /// When the running container started (`state.running.startedAt`).
+    pub started_at: Option<std::time::SystemTime>,
+    /// Start and end of the last run that ended (`lastState.terminated`).
+    pub last_run: Option<(std::time::SystemTime, std::time::SystemTime)>,
 }
 
 /// A running pod supervisor.
@@ -155,24 +194,20 @@ impl Pod {
 
     /// The memory the pod uses now, as cAdvisor reports it (cgroup working set, else RSS).
     pub fn working_set(&self) -> Option<u64> {
-        let rt = self.runtime();
-        if !rt.running {
-            return None;
-        }
-        self.cgroup
-            .as_ref()
-            .and_then(|c| c.working_set())
-            .or_else(|| rt.pid.and_then(memlimit::rss_bytes))
+        self.usage().working_set()
     }
 
     /// Cumulative CPU seconds over every run of the container.
     pub fn cpu_seconds(&self) -> f64 {
-        let rt = self.runtime();
-        rt.cpu_before
-            + rt.pid
-                .filter(|_| rt.running)
-                .and_then(memlimit::cpu_seconds)
-                .unwrap_or(0.0)
+        self.usage().cpu_seconds()
+    }
+
+    /// A handle that reads the pod's state and usage, for whoever serves its series.
+    pub fn usage(&self) -> Usage {
+        Usage {
+            runtime: self.runtime.clone(),
+            cgroup: self.cgroup.clone(),
+        }
     }
 
     /// Marks the pod terminating (it leaves the endpoints at once) and stops it gracefully.
@@ -194,6 +229,45 @@ impl Drop for Pod {
         if let Some(task) = self.task.take() {
             task.abort();
         }
+    }
+}
+
+/// Reads one pod's state and resource usage (see [`Pod::usage`]); outlives nothing it reads
+/// from, only reports the container as not running once it is gone.
+#[derive(Clone)]
+pub struct Usage {
+    runtime: Arc<Mutex<PodRuntime>>,
+    cgroup: Option<PodCgroup>,
+}
+
+impl Usage {
+    pub fn runtime(&self) -> PodRuntime {
+        self.runtime
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// See [`Pod::working_set`].
+    pub fn working_set(&self) -> Option<u64> {
+        let rt = self.runtime();
+        if !rt.running {
+            return None;
+        }
+        self.cgroup
+            .as_ref()
+            .and_then(|c| c.working_set())
+            .or_else(|| rt.pid.and_then(memlimit::rss_bytes))
+    }
+
+    /// See [`Pod::cpu_seconds`].
+    pub fn cpu_seconds(&self) -> f64 {
+        let rt = self.runtime();
+        rt.cpu_before
+            + rt.pid
+                .filter(|_| rt.running)
+                .and_then(memlimit::cpu_seconds)
+                .unwrap_or(0.0)
     }
 }
 
@@ -286,12 +360,20 @@ impl Supervisor {
             rt.pid = Some(pid);
             rt.running = true;
             rt.port = None;
+            rt.started_at = Some(std::time::SystemTime::now());
         });
 
         let stdout = child.stdout.take();
         let listening = tokio::spawn(read_listen_line(stdout, self.log_path()));
-        let mut prober: Option<JoinHandle<()>> = None;
-        let mut listening = Some(listening);
+        let mut probers: Vec<JoinHandle<()>> = Vec::new();
+        let mut listening = match &self.env.runtime {
+            Runtime::Loopback => Some(listening),
+            Runtime::Sandbox(sb) => {
+                // The kubelet probes from the container's start, whatever it prints.
+                probers.extend(self.sandbox_probers(sb, pid));
+                None
+            }
+        };
         let mut watchdog = tokio::time::interval(Duration::from_millis(100));
         let mut watchdog_killed = false;
         let use_watchdog = self.cgroup.is_none() && self.template.memory_limit.is_some();
@@ -313,12 +395,17 @@ impl Supervisor {
                     listening = None;
                     if let Ok(Some(port)) = port {
                         self.update(|rt| rt.port = Some(port));
-                        prober = Some(tokio::spawn(probe_loop(
+                        let check = Check::Loopback {
+                            http: self.env.http.clone(),
+                            url: format!("http://127.0.0.1:{port}{}", self.template.readiness.path),
+                        };
+                        probers.push(tokio::spawn(probe_loop(
                             self.env.clone(),
                             self.name.clone(),
-                            self.template.clone(),
+                            self.template.readiness.clone(),
+                            check,
                             self.runtime.clone(),
-                            port,
+                            ProbeRole::Readiness,
                         )));
                     }
                 }
@@ -331,7 +418,7 @@ impl Supervisor {
                 }
             }
         };
-        if let Some(p) = prober {
+        for p in probers {
             p.abort();
         }
         let cpu = memlimit::cpu_seconds(pid).unwrap_or(0.0);
@@ -344,6 +431,9 @@ impl Supervisor {
             rt.port = None;
             rt.pid = None;
             rt.cpu_before += cpu;
+            if let Some(started) = rt.started_at.take() {
+                rt.last_run = Some((started, std::time::SystemTime::now()));
+            }
         });
         if was_ready.unwrap_or(false) && matches!(end, RunEnd::Exited(_)) {
             self.env.timeline.emit(
@@ -354,6 +444,49 @@ impl Supervisor {
             );
         }
         end
+    }
+
+    /// The kubelet's probes of a sandboxed container: readiness (or ready at once without
+    /// one) and liveness, which restarts the container after `failureThreshold` failures.
+    fn sandbox_probers(&self, sb: &SandboxRuntime, pid: u32) -> Vec<JoinHandle<()>> {
+        let mut out = Vec::new();
+        let check = |p: &ProbeSpec| {
+            let addr = std::net::SocketAddr::from((sb.ip, p.port));
+            if p.http {
+                Check::Http {
+                    node: sb.node.clone(),
+                    addr,
+                    path: p.probe.path.clone(),
+                }
+            } else {
+                Check::Tcp {
+                    node: sb.node.clone(),
+                    addr,
+                }
+            }
+        };
+        match &sb.readiness {
+            Some(p) => out.push(tokio::spawn(probe_loop(
+                self.env.clone(),
+                self.name.clone(),
+                p.probe.clone(),
+                check(p),
+                self.runtime.clone(),
+                ProbeRole::Readiness,
+            ))),
+            None => self.update(|rt| rt.ready_since = Some(Instant::now())),
+        }
+        if let Some(p) = &sb.liveness {
+            out.push(tokio::spawn(probe_loop(
+                self.env.clone(),
+                self.name.clone(),
+                p.probe.clone(),
+                check(p),
+                self.runtime.clone(),
+                ProbeRole::Liveness { pid },
+            )));
+        }
+        out
     }
 
     fn classify(
@@ -394,16 +527,21 @@ impl Supervisor {
         if let Some(path) = std::env::var_os("PATH") {
             cmd.env("PATH", path);
         }
-        cmd.envs(self.template.env.iter().map(|(k, v)| (k, v)))
-            .env("HOSTNAME", &self.name)
-            .env("POD_NAME", &self.name)
-            .env("POD_NAMESPACE", &self.env.namespace)
-            .env("LISTEN", "127.0.0.1:0")
-            .args(&self.template.args)
+        cmd.envs(self.template.env.iter().map(|(k, v)| (k, v)));
+        if let Runtime::Loopback = self.env.runtime {
+            cmd.env("HOSTNAME", &self.name)
+                .env("POD_NAME", &self.name)
+                .env("POD_NAMESPACE", &self.env.namespace)
+                .env("LISTEN", "127.0.0.1:0");
+        }
+        cmd.args(&self.template.args)
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::piped())
             .stderr(log);
         ProcessRegistry::prepare(&mut cmd);
+        if let Runtime::Sandbox(sb) = &self.env.runtime {
+            sb.placement.apply(&mut cmd);
+        }
         if let Some(cg) = &self.cgroup {
             let fd = cg.procs_file()?;
             // SAFETY: join_in_child makes one write(2) call, which is async-signal-safe.
@@ -488,32 +626,93 @@ async fn read_listen_line(
     port
 }
 
-/// Probes readiness with the template's probe settings until aborted.
+/// What a probe checks.
+enum Check {
+    /// The emulated tier: an HTTP GET on loopback.
+    Loopback { http: reqwest::Client, url: String },
+    /// `httpGet` at the pod IP, from the node's namespace.
+    Http {
+        node: NetnsThread,
+        addr: std::net::SocketAddr,
+        path: String,
+    },
+    /// `tcpSocket`: the port accepts a connection.
+    Tcp {
+        node: NetnsThread,
+        addr: std::net::SocketAddr,
+    },
+}
+
+impl Check {
+    /// Success as the kubelet counts it: an answer from 200 to 399 within the timeout.
+    async fn passes(&self, timeout: Duration) -> bool {
+        match self {
+            Check::Loopback { http, url } => matches!(
+                http.get(url).timeout(timeout).send().await,
+                Ok(r) if (200..400).contains(&r.status().as_u16())
+            ),
+            Check::Http { node, addr, path } => matches!(
+                super::net::http::get(node, *addr, path, timeout).await,
+                Ok((s, _)) if (200..400).contains(&s)
+            ),
+            Check::Tcp { node, addr } => {
+                matches!(
+                    tokio::time::timeout(timeout, node.connect(*addr)).await,
+                    Ok(Ok(_))
+                )
+            }
+        }
+    }
+}
+
+/// What a probe's verdict changes.
+#[derive(Debug, Clone, Copy)]
+enum ProbeRole {
+    Readiness,
+    /// Restarts the container (process group `pid`) after `failureThreshold` failures.
+    Liveness {
+        pid: u32,
+    },
+}
+
+/// Probes with `probe`'s settings until aborted.
 async fn probe_loop(
     env: Arc<PodEnv>,
     name: String,
-    template: Arc<PodTemplate>,
+    probe: crate::cluster::Probe,
+    check: Check,
     runtime: Arc<Mutex<PodRuntime>>,
-    port: u16,
+    role: ProbeRole,
 ) {
-    let probe = &template.readiness;
     tokio::time::sleep(probe.initial_delay).await;
-    let url = format!("http://127.0.0.1:{port}{}", probe.path);
     let mut ticker = tokio::time::interval(probe.period);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let (mut successes, mut failures) = (0u32, 0u32);
     loop {
         ticker.tick().await;
-        let ok = matches!(
-            env.http.get(&url).timeout(probe.timeout).send().await,
-            Ok(r) if (200..400).contains(&r.status().as_u16())
-        );
+        let ok = check.passes(probe.timeout).await;
         if ok {
             successes += 1;
             failures = 0;
         } else {
             failures += 1;
             successes = 0;
+        }
+        if let ProbeRole::Liveness { pid } = role {
+            if failures >= probe.failure_threshold {
+                env.timeline.emit(
+                    Source::Pod,
+                    "pod-liveness-failed",
+                    format!("pod {name}: liveness probe failed {failures} times; restarting the container"),
+                    serde_json::json!({"pod": name}),
+                );
+                // As the kubelet kills a container: SIGTERM, SIGKILL after the grace period.
+                process::signal_group(pid, Signal::SIGTERM);
+                tokio::time::sleep(env.grace).await;
+                process::signal_group(pid, Signal::SIGKILL);
+                return;
+            }
+            continue;
         }
         let ready = runtime
             .lock()
@@ -529,7 +728,7 @@ async fn probe_loop(
                 Source::Pod,
                 "pod-ready",
                 format!("pod {name} ready"),
-                serde_json::json!({"pod": name, "port": port}),
+                serde_json::json!({"pod": name}),
             );
         } else if ready && !ok && failures >= probe.failure_threshold {
             runtime

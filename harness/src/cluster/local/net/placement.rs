@@ -18,6 +18,9 @@ pub struct Placement {
     netns: Arc<OwnedFd>,
     resolv_conf: Option<CString>,
     hosts: Option<CString>,
+    /// An open `cgroup.procs` the process joins, so that a cluster's processes are found
+    /// (and killed) through its cgroup.
+    cgroup: Option<Arc<OwnedFd>>,
 }
 
 impl Placement {
@@ -27,7 +30,14 @@ impl Placement {
             netns,
             resolv_conf: None,
             hosts: None,
+            cgroup: None,
         }
+    }
+
+    /// Makes the process join the cgroup whose `cgroup.procs` is open as `procs`.
+    pub fn with_cgroup(mut self, procs: Option<Arc<OwnedFd>>) -> Placement {
+        self.cgroup = procs;
+        self
     }
 
     /// Shows `file` as `/etc/resolv.conf` to the process.
@@ -66,6 +76,9 @@ impl Placement {
                 Err(std::io::Error::last_os_error())
             }
         };
+        if let Some(procs) = &self.cgroup {
+            crate::cluster::local::memlimit::join_in_child(procs)?;
+        }
         // SAFETY: plain system calls on valid file descriptors and NUL-terminated paths.
         unsafe {
             check(libc::setns(self.netns.as_raw_fd(), libc::CLONE_NEWNET))?;
