@@ -18,7 +18,8 @@ releases a version that misbehaves, and checks that the controller promoted or r
 time budget and that users saw no more errors than allowed.",
     after_help = "Exit codes: 0 every scenario met its expectation; 1 at least one did not; \
 2 bad input (usage, parse, validation); 3 infrastructure (a stack part could not start or died).\n\
-\nBackends: local runs everywhere; kind needs Docker and kind (`up|down --backend kind` \
+\nBackends: local runs everywhere (with `--controller real`: as root, with Go to build the \
+pinned control plane once); kind needs Docker and kind (`up|down --backend kind` \
 provision it); kube takes a kubeconfig context. On clusters budgets are checked at full speed \
 (timeScale is local-only). Not yet implemented (exit 2): `up --backend kube`."
 )]
@@ -151,9 +152,12 @@ fn main() -> ExitCode {
     };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        // kube's client logs every refused request at ERROR, including the ones gauntlet expects
+        // (an API server still starting, a 404 it falls back from); gauntlet reports the errors
+        // that matter itself. GAUNTLET_LOG overrides all of this.
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("GAUNTLET_LOG")
-                .unwrap_or_else(|_| "warn,goose=off".into()),
+                .unwrap_or_else(|_| "warn,goose=off,kube_client::client::builder=off".into()),
         )
         .init();
     let runtime = match tokio::runtime::Runtime::new() {

@@ -335,10 +335,14 @@ fn processes_mentioning(needle: &str) -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn up_with_the_real_controller_serves_the_plugin_and_leaves_nothing_after_sigint() {
-    require_root();
-    let tmp = tempfile::tempdir().unwrap();
+/// The two tests that run `gauntlet up` take turns, so that at most two clusters (theirs and
+/// the first test's) share the two cores.
+static UP_ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// `gauntlet up --backend local --controller real --target fixtures/apps/argo` with `TMPDIR`
+/// set to `tmp`, once it has printed its endpoints (`ingress`, `prometheus`, `kubeconfig`,
+/// `namespace`).
+fn up_real(tmp: &Path) -> (std::process::Child, std::collections::BTreeMap<String, String>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_gauntlet"))
         .current_dir(root())
         .args([
@@ -350,7 +354,7 @@ fn up_with_the_real_controller_serves_the_plugin_and_leaves_nothing_after_sigint
             "--target",
             "fixtures/apps/argo",
         ])
-        .env("TMPDIR", tmp.path())
+        .env("TMPDIR", tmp)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -366,6 +370,24 @@ fn up_with_the_real_controller_serves_the_plugin_and_leaves_nothing_after_sigint
             printed.insert(k.to_string(), v.to_string());
         }
     }
+    (child, printed)
+}
+
+/// The folders in `tmp`.
+fn folders(tmp: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(tmp)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect()
+}
+
+#[test]
+fn up_with_the_real_controller_serves_the_plugin_and_leaves_nothing_after_sigint() {
+    require_root();
+    let _turn = UP_ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut child, printed) = up_real(tmp.path());
     let kubeconfig = printed["kubeconfig"].clone();
     let namespace = printed["namespace"].clone();
     assert!(Path::new(&kubeconfig).is_file());
@@ -406,13 +428,9 @@ fn up_with_the_real_controller_serves_the_plugin_and_leaves_nothing_after_sigint
         eprintln!("kubectl is not installed: only the plugin was checked");
     }
 
-    let folders: Vec<PathBuf> = std::fs::read_dir(tmp.path())
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .collect();
-    assert!(!folders.is_empty(), "the cluster's folder is in TMPDIR");
-    let marker = folders[0].display().to_string();
+    let found = folders(tmp.path());
+    assert_eq!(found.len(), 1, "the cluster's folder is in TMPDIR: {found:?}");
+    let marker = found[0].display().to_string();
     assert!(!processes_mentioning(&marker).is_empty());
     kill(Pid::from_raw(child.id() as i32), Signal::SIGINT).unwrap();
     let deadline = Instant::now() + Duration::from_secs(90);
@@ -427,15 +445,50 @@ fn up_with_the_real_controller_serves_the_plugin_and_leaves_nothing_after_sigint
         std::thread::sleep(Duration::from_millis(50));
     };
     assert_eq!(status.code(), Some(0));
-    let left: Vec<PathBuf> = std::fs::read_dir(tmp.path())
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .collect();
+    let left = folders(tmp.path());
     assert!(left.is_empty(), "left behind: {left:?}");
     assert!(
         processes_mentioning(&marker).is_empty(),
         "processes left: {:?}",
         processes_mentioning(&marker)
     );
+}
+
+#[test]
+fn down_removes_what_a_sigkilled_up_left_behind() {
+    require_root();
+    let _turn = UP_ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut child, _) = up_real(tmp.path());
+    let found = folders(tmp.path());
+    assert_eq!(found.len(), 1, "{found:?}");
+    let marker = found[0].display().to_string();
+    let cgroup = std::fs::read_to_string(found[0].join("gauntlet-cgroup")).ok();
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL).unwrap();
+    child.wait().unwrap();
+    // What a killed gauntlet cannot clean: its folder, its cgroups (and any grandchild, such
+    // as an nginx worker, that outlived its parent).
+    assert!(found[0].exists());
+
+    let out = Command::new(env!("CARGO_BIN_EXE_gauntlet"))
+        .args(["down", "--backend", "local"])
+        .env("TMPDIR", tmp.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains(&format!("removed {marker}")), "{err}");
+    assert!(folders(tmp.path()).is_empty());
+    if let Some(cg) = cgroup {
+        assert!(!Path::new(cg.trim()).exists(), "cgroup {cg} left");
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !processes_mentioning(&marker).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "processes left: {:?}",
+            processes_mentioning(&marker)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }

@@ -65,7 +65,7 @@ pub enum Runtime {
     /// The real tier's node: the container runs in its pod's sandbox with exactly the
     /// environment the pod spec gives it, listens where that says, and is probed at the pod IP
     /// from the node's namespace, as the kubelet probes.
-    Sandbox(SandboxRuntime),
+    Sandbox(Box<SandboxRuntime>),
 }
 
 /// See [`Runtime::Sandbox`].

@@ -94,13 +94,13 @@ pub async fn run(ctx: Arc<NodeContext>, pod: K8sPod, mut stop: watch::Receiver<O
                 spec.termination_grace_period_seconds.unwrap_or(30).max(0) as u64
             ),
             http: reqwest::Client::new(),
-            runtime: Runtime::Sandbox(SandboxRuntime {
+            runtime: Runtime::Sandbox(Box::new(SandboxRuntime {
                 placement: sb.placement(),
                 ip: sb.ip(),
                 node: ctx.net.inside.clone(),
                 readiness: plan.readiness.clone(),
                 liveness: plan.liveness.clone(),
-            }),
+            })),
         });
         // Supervisor names key the cgroup and the log; a pod's containers each need one.
         let sup_name = if spec.containers.len() == 1 {

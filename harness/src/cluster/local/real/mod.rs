@@ -117,10 +117,7 @@ impl RealCluster {
             dir,
         };
         cluster.bring_up(&o).await?;
-        (o.progress)(&format!(
-            "cluster ready in {:.1}s",
-            started.elapsed().as_secs_f64()
-        ));
+        tracing::info!("cluster ready in {:.1}s", started.elapsed().as_secs_f64());
         Ok(cluster)
     }
 
@@ -485,10 +482,12 @@ fn prometheus_rbac() -> Vec<serde_json::Value> {
         .unwrap_or_default()
         .into_iter()
         .filter(|o| {
+            let kind = o.get("kind").and_then(serde_json::Value::as_str);
+            let name = o.pointer("/metadata/name").and_then(serde_json::Value::as_str);
             matches!(
-                o.get("kind").and_then(serde_json::Value::as_str),
+                kind,
                 Some("Namespace" | "ServiceAccount" | "ClusterRole" | "ClusterRoleBinding")
-            )
+            ) && matches!(name, Some("monitoring" | "prometheus" | "gauntlet-prometheus"))
         })
         .collect()
 }
