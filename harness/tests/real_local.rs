@@ -342,7 +342,12 @@ static UP_ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 /// `gauntlet up --backend local --controller real --target fixtures/apps/argo` with `TMPDIR`
 /// set to `tmp`, once it has printed its endpoints (`ingress`, `prometheus`, `kubeconfig`,
 /// `namespace`).
-fn up_real(tmp: &Path) -> (std::process::Child, std::collections::BTreeMap<String, String>) {
+fn up_real(
+    tmp: &Path,
+) -> (
+    std::process::Child,
+    std::collections::BTreeMap<String, String>,
+) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_gauntlet"))
         .current_dir(root())
         .args([
@@ -429,7 +434,11 @@ fn up_with_the_real_controller_serves_the_plugin_and_leaves_nothing_after_sigint
     }
 
     let found = folders(tmp.path());
-    assert_eq!(found.len(), 1, "the cluster's folder is in TMPDIR: {found:?}");
+    assert_eq!(
+        found.len(),
+        1,
+        "the cluster's folder is in TMPDIR: {found:?}"
+    );
     let marker = found[0].display().to_string();
     assert!(!processes_mentioning(&marker).is_empty());
     kill(Pid::from_raw(child.id() as i32), Signal::SIGINT).unwrap();

@@ -977,7 +977,10 @@ mod tests {
         assert_eq!(c.matches("location = \"/foo/\" {").count(), 1, "{c}");
         // The default server without a root route: 404 and no log line.
         assert!(c.contains("location / {\n      access_log off;\n"), "{c}");
-        assert!(c.contains("set $gauntlet_path \"\";\n      return 404;"), "{c}");
+        assert!(
+            c.contains("set $gauntlet_path \"\";\n      return 404;"),
+            "{c}"
+        );
     }
 
     #[test]

@@ -483,11 +483,16 @@ fn prometheus_rbac() -> Vec<serde_json::Value> {
         .into_iter()
         .filter(|o| {
             let kind = o.get("kind").and_then(serde_json::Value::as_str);
-            let name = o.pointer("/metadata/name").and_then(serde_json::Value::as_str);
+            let name = o
+                .pointer("/metadata/name")
+                .and_then(serde_json::Value::as_str);
             matches!(
                 kind,
                 Some("Namespace" | "ServiceAccount" | "ClusterRole" | "ClusterRoleBinding")
-            ) && matches!(name, Some("monitoring" | "prometheus" | "gauntlet-prometheus"))
+            ) && matches!(
+                name,
+                Some("monitoring" | "prometheus" | "gauntlet-prometheus")
+            )
         })
         .collect()
 }
