@@ -30,6 +30,25 @@ pub async fn interrupted() -> &'static str {
     }
 }
 
+/// Runs `start` unless `stop` (an interrupt) comes first. What it started, or the exit to end
+/// with: a start that failed or was interrupted is an infrastructure exit, said on stderr (what
+/// the start had made is gone by then: everything cleans up on drop).
+pub(crate) async fn start_unless_stopped<T>(
+    start: impl std::future::Future<Output = Result<T, InfraError>>,
+    stop: std::pin::Pin<&mut impl std::future::Future<Output = &'static str>>,
+) -> Result<T, Exit> {
+    tokio::select! {
+        started = start => started.map_err(|e| {
+            eprintln!("error: {e}");
+            Exit::Infra
+        }),
+        why = stop => {
+            eprintln!("{why}: stopped during start-up; cleaned up");
+            Err(Exit::Infra)
+        }
+    }
+}
+
 /// `gauntlet up --backend local`: the target's baseline on a local stack, held until Ctrl-C.
 pub async fn up_local(target_dir: &Path) -> Exit {
     let flagger = crate::spec::load_target(target_dir)
@@ -58,19 +77,9 @@ pub async fn up_local(target_dir: &Path) -> Exit {
         workload.replicas, workload.namespace, workload.name
     );
     let started = tokio::time::Instant::now();
-    let stack = tokio::select! {
-        s = baseline(&bins, &workload) => s,
-        why = &mut stop => {
-            eprintln!("{why}: stopped during start-up; cleaned up");
-            return Exit::Infra;
-        }
-    };
-    let mut stack = match stack {
+    let mut stack = match start_unless_stopped(baseline(&bins, &workload), stop.as_mut()).await {
         Ok(s) => s,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return Exit::Infra;
-        }
+        Err(exit) => return exit,
     };
     eprintln!(
         "ready in {:.1}s; Ctrl-C to stop",
@@ -147,18 +156,9 @@ async fn up_flagger(target_dir: &Path) -> Exit {
         }
         Ok::<_, InfraError>(ctl)
     };
-    let mut ctl = tokio::select! {
-        c = start => match c {
-            Ok(c) => c,
-            Err(e) => {
-                eprintln!("error: {e}");
-                return Exit::Infra;
-            }
-        },
-        why = &mut stop => {
-            eprintln!("{why}: stopped during start-up; cleaned up");
-            return Exit::Infra;
-        }
+    let mut ctl = match start_unless_stopped(start, stop.as_mut()).await {
+        Ok(c) => c,
+        Err(exit) => return exit,
     };
     eprintln!(
         "ready in {:.1}s; Ctrl-C to stop",

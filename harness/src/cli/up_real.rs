@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::up::interrupted;
+use super::up::{interrupted, start_unless_stopped};
 use crate::cluster::InfraError;
 use crate::cluster::kube::{KubeCluster, KubeOptions};
 use crate::cluster::local::Binaries;
@@ -105,18 +105,9 @@ pub async fn up_real(target_dir: &Path) -> Exit {
         let kc = deploy_baseline(&cluster, &manifests, BASELINE_WITHIN).await?;
         Ok::<_, InfraError>((cluster, kc))
     };
-    let (mut cluster, kc) = tokio::select! {
-        c = start => match c {
-            Ok(c) => c,
-            Err(e) => {
-                eprintln!("error: {e}");
-                return Exit::Infra;
-            }
-        },
-        why = &mut stop => {
-            eprintln!("{why}: stopped during start-up; cleaned up");
-            return Exit::Infra;
-        }
+    let (mut cluster, kc) = match start_unless_stopped(start, stop.as_mut()).await {
+        Ok(c) => c,
+        Err(exit) => return exit,
     };
     eprintln!(
         "ready in {:.1}s ({}); Ctrl-C to stop",

@@ -262,7 +262,7 @@ pub enum BuildError {
         found: String,
     },
     #[error(
-        "the control plane's Go module was not found: {missing} does not exist; set {MODULE_ENV} to the folder of fixtures/controlplane/go.mod (with flagger/go.mod beside it), or {BIN_ENV} to a folder with prebuilt binaries",
+        "the control plane's Go module was not found: {missing} does not exist; set {MODULE_ENV} to the folder of fixtures/controlplane/go.mod (with flagger/go.mod and prometheus/go.mod beside it), or {BIN_ENV} to a folder with prebuilt binaries",
         missing = missing.display()
     )]
     ModuleNotFound { missing: PathBuf },

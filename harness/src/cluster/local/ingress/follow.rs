@@ -156,7 +156,9 @@ async fn apply(
 fn report(timeline: &Timeline, warned: &mut BTreeSet<Warning>, now: Vec<Warning>) {
     let now: BTreeSet<Warning> = now.into_iter().collect();
     for w in now.difference(warned) {
-        tracing::warn!("{w}");
+        // Often passing (a canary Ingress applied before its controller creates the Service it
+        // names); the timeline keeps every one, the terminal shows them with GAUNTLET_LOG=info.
+        tracing::info!("{w}");
         timeline.emit(
             Source::Router,
             "ingress-warning",

@@ -77,7 +77,6 @@ pub fn plan(
     args.extend(c.args.iter().flatten().cloned());
 
     let meta = &pod.metadata;
-    let spec = pod.spec.as_ref();
     let name = meta.name.clone().unwrap_or_default();
     let mut env: Vec<(String, String)> = image.env.clone();
     let mut set = |k: String, v: String| {
@@ -154,7 +153,6 @@ pub fn plan(
         .or_else(|| labels.get("pod-template-hash"))
         .cloned()
         .unwrap_or_default();
-    let _ = spec;
     Ok(Plan {
         binary: image.binary.clone(),
         template: PodTemplate {
