@@ -54,6 +54,10 @@ struct RunArgs {
     paths: Vec<PathBuf>,
     #[arg(long, value_enum, default_value_t = Backend::Local)]
     backend: Backend,
+    /// Which controller decides on the local backend (real: one local control plane for the
+    /// run, a namespace per scenario, the policy's own clock).
+    #[arg(long, value_enum, default_value_t = ControllerArg::Emulated)]
+    controller: ControllerArg,
     /// kubeconfig context (kube backend).
     #[arg(long)]
     context: Option<String>,
@@ -219,6 +223,10 @@ async fn dispatch(command: Command) -> Exit {
                     Backend::Local => gauntlet::cli::RunBackend::Local,
                     Backend::Kind => gauntlet::cli::RunBackend::Kind,
                     Backend::Kube => gauntlet::cli::RunBackend::Kube,
+                },
+                controller: match a.controller {
+                    ControllerArg::Emulated => gauntlet::cli::RunController::Emulated,
+                    ControllerArg::Real => gauntlet::cli::RunController::Real,
                 },
                 context: a.context,
                 paths: a.paths,

@@ -4,6 +4,8 @@ pub mod run;
 pub mod up;
 pub mod up_real;
 
-pub use self::run::{Backend as RunBackend, RunRequest, list, run, validate};
+pub use self::run::{
+    Backend as RunBackend, Controller as RunController, RunRequest, list, run, validate,
+};
 pub use self::up::{down_kind, up_kind, up_local};
 pub use self::up_real::{controlplane_build, down_local, up_real};

@@ -27,10 +27,22 @@ pub enum Backend {
     Kube,
 }
 
+/// Which controller decides on the local backend.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Controller {
+    /// gauntlet's emulation (fast, time-scalable).
+    #[default]
+    Emulated,
+    /// The real Argo Rollouts or Flagger on a local control plane, through the kube code path.
+    Real,
+}
+
 /// The options of `gauntlet run`, independent of clap.
 #[derive(Debug, Clone, Default)]
 pub struct RunRequest {
     pub backend: Backend,
+    /// Local backend only.
+    pub controller: Controller,
     /// kubeconfig context (kube backend).
     pub context: Option<String>,
     pub paths: Vec<PathBuf>,
@@ -173,13 +185,22 @@ pub async fn run(req: RunRequest) -> Exit {
             .map(|d| d.as_secs())
             .unwrap_or(0)
     });
+    let real = req.controller == Controller::Real;
+    if real && req.backend != Backend::Local {
+        eprintln!(
+            "error: --controller applies to the local backend; kind and kube run the real controllers"
+        );
+        return Exit::BadInput;
+    }
     // Real controllers run the policy at its own speed: each scenario's times are scaled from
     // its timeScale to 1.
     let time_scale = match req.backend {
-        Backend::Local => req.time_scale,
-        Backend::Kind | Backend::Kube => {
+        Backend::Local if !real => req.time_scale,
+        Backend::Local | Backend::Kind | Backend::Kube => {
             if req.time_scale.is_some_and(|f| f != 1.0) {
-                eprintln!("error: --time-scale applies to the local backend only");
+                eprintln!(
+                    "error: --time-scale applies to the emulated controller only: the real one keeps the policy's own clock"
+                );
                 return Exit::BadInput;
             }
             Some(1.0)
@@ -201,6 +222,13 @@ pub async fn run(req: RunRequest) -> Exit {
         return Exit::BadInput;
     }
     let cluster = match req.backend {
+        Backend::Local if real => match connect_real(&chosen).await {
+            Ok(c) => Some(c),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return Exit::Infra;
+            }
+        },
         Backend::Local => {
             if let Err(e) = crate::cluster::local::Binaries::locate() {
                 eprintln!("error: {e}");
@@ -267,6 +295,9 @@ pub async fn run(req: RunRequest) -> Exit {
         }
     }
     signals.abort();
+    if let Some(c) = cluster {
+        c.shutdown().await;
+    }
     finished.sort_by_key(|(i, _)| *i);
     let statuses: Vec<Status> = finished.iter().map(|(_, f)| f.status).collect();
     let report = RunReport {
@@ -306,12 +337,65 @@ pub async fn run(req: RunRequest) -> Exit {
     exit
 }
 
-/// A cluster to run on, and what must live as long as the run (the ingress port-forward).
+/// A cluster to run on, and what must live as long as the run (the ingress port-forward, the
+/// local control plane).
 #[derive(Clone)]
 pub struct Connected {
     pub target: ClusterTarget,
     _forward: Option<Arc<crate::cluster::kube::portforward::PortForward>>,
     _prometheus: Option<Arc<crate::cluster::kube::portforward::PortForward>>,
+    local: Option<Arc<tokio::sync::Mutex<Option<crate::cluster::local::real::RealCluster>>>>,
+}
+
+impl Connected {
+    /// Stops what the run started (the local control plane); a cluster reached from outside
+    /// stays as it was.
+    pub async fn shutdown(self) {
+        if let Some(local) = self.local
+            && let Some(c) = local.lock().await.take()
+        {
+            c.shutdown().await;
+        }
+    }
+}
+
+/// The local control plane for `scenarios` (`--controller real`): started once for the run,
+/// with every controller their targets need, and the node's Services under the names each
+/// target uses; each scenario then runs in a namespace of its own through the kube code path.
+///
+/// # Errors
+/// A target that does not load, or a part of the cluster that does not start (exit 3).
+pub async fn connect_real(
+    scenarios: &[(Scenario, Plan)],
+) -> Result<Connected, crate::cluster::InfraError> {
+    let mut targets = Vec::new();
+    let mut kinds = Vec::new();
+    for (s, _) in scenarios {
+        let m = crate::spec::load_target(&s.target).map_err(|e| {
+            crate::cluster::InfraError::Other(format!("{}: {e}", s.target.display()))
+        })?;
+        if let Ok(k) = m.controller()
+            && !kinds.contains(&k)
+        {
+            kinds.push(k);
+        }
+        targets.push(m);
+    }
+    let cluster = crate::cli::up_real::start_cluster(kinds).await?;
+    for m in &targets {
+        cluster.publish_for(m).await?;
+    }
+    Ok(Connected {
+        target: ClusterTarget {
+            backend: "local",
+            client: cluster.client(),
+            ingress_url: cluster.ingress_url().to_string(),
+            prometheus_url: Some(cluster.prometheus_url().to_string()),
+        },
+        _forward: None,
+        _prometheus: None,
+        local: Some(Arc::new(tokio::sync::Mutex::new(Some(cluster)))),
+    })
 }
 
 /// Reaches the cluster: kind (the cluster of `root/kind-config.yaml`) through its host port,
@@ -350,6 +434,7 @@ pub async fn connect(
                 },
                 _forward: None,
                 _prometheus: None,
+                local: None,
             })
         }
         Backend::Kube => {
@@ -391,6 +476,7 @@ pub async fn connect(
                 },
                 _forward: Some(Arc::new(forward)),
                 _prometheus: prometheus.map(Arc::new),
+                local: None,
             })
         }
     }

@@ -49,9 +49,14 @@ scrape_configs:
 /// (`fixtures/kind/prometheus.yaml`), with the same relabeling, discovering through this
 /// cluster's API server (`kubeconfig`, a kubeconfig for inside the cluster's namespace):
 /// annotated pods; the ingress series (served on the node at ingress-nginx's metrics port);
-/// the node's cAdvisor and kube-state-metrics series (served on the kubelet's port). Scrapes
-/// every second, as the emulated tier does, so that both tiers see the same data.
-pub fn render_cluster_config(kubeconfig: &Path) -> String {
+/// the node's cAdvisor and kube-state-metrics series (served by the kubelet API, HTTPS with the
+/// client certificate `client` of the cluster's CA `ca`). Scrapes every second, as the emulated
+/// tier does, so that both tiers see the same data.
+pub fn render_cluster_config(
+    kubeconfig: &Path,
+    ca: &Path,
+    client: &super::controlplane::pki::CertFiles,
+) -> String {
     let sd = |role: &str| {
         format!(
             "kubernetes_sd_configs:\n      - role: {role}\n        kubeconfig_file: {}",
@@ -97,7 +102,12 @@ scrape_configs:
       - targets: ['{ingress}']
   - job_name: kubelet-cadvisor
     honor_labels: true
+    scheme: https
     metrics_path: /metrics/cadvisor
+    tls_config:
+      ca_file: {ca}
+      cert_file: {cert}
+      key_file: {key}
     {nodes}
     relabel_configs:
       - action: labelmap
@@ -105,6 +115,9 @@ scrape_configs:
 "#,
         pods = sd("pod"),
         nodes = sd("node"),
+        ca = ca.display(),
+        cert = client.cert.display(),
+        key = client.key.display(),
         ingress = super::net::ClusterNet::node(super::net::INGRESS_METRICS_PORT),
     )
 }
@@ -316,7 +329,13 @@ mod tests {
 
     #[test]
     fn the_cluster_config_discovers_through_the_api_server() {
-        let c = render_cluster_config(Path::new("/k/prom.yaml"));
+        let client = crate::cluster::local::controlplane::pki::CertFiles {
+            cert: "/k/prom.crt".into(),
+            key: "/k/prom.key".into(),
+        };
+        let c = render_cluster_config(Path::new("/k/prom.yaml"), Path::new("/k/ca.crt"), &client);
+        assert!(c.contains("scheme: https\n"), "{c}");
+        assert!(c.contains("cert_file: /k/prom.crt"), "{c}");
         assert_eq!(c.matches("kubeconfig_file: /k/prom.yaml").count(), 2, "{c}");
         assert!(c.contains("- role: pod\n"), "{c}");
         assert!(c.contains("targets: ['10.200.0.1:10254']"), "{c}");

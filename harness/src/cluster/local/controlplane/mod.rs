@@ -43,6 +43,8 @@ pub struct Identity {
     pub inside: PathBuf,
     /// For processes on the host (through the relay on 127.0.0.1).
     pub host: PathBuf,
+    /// The client certificate itself, for clients that take files (Prometheus' scrapes).
+    pub cert: pki::CertFiles,
 }
 
 /// What [`ControlPlane::start`] needs.
@@ -187,6 +189,8 @@ impl ControlPlane {
             format!("--kubelet-client-certificate={}", p(&kubelet_client.cert)),
             format!("--kubelet-client-key={}", p(&kubelet_client.key)),
             format!("--kubelet-certificate-authority={}", p(&ca)),
+            // The node's name resolves nowhere the API server looks; its address does.
+            "--kubelet-preferred-address-types=InternalIP".into(),
             format!("--service-account-issuer=https://kubernetes.default.svc.{CLUSTER_DOMAIN}"),
             format!("--service-account-key-file={}", p(&sa_pub)),
             format!("--service-account-signing-key-file={}", p(&sa_key)),
@@ -288,12 +292,16 @@ impl ControlPlane {
         binary: &Path,
         args: Vec<String>,
     ) -> Result<&mut Component, InfraError> {
+        // As kube-system pods see it: cluster DNS, never the host's resolvers.
+        let resolv = self.dir.join("kube-system.resolv.conf");
+        std::fs::write(&resolv, ClusterNet::resolv_conf("kube-system"))
+            .map_err(InfraError::io(format!("writing {}", resolv.display())))?;
         let c = Component::spawn(Launch {
             name,
             binary,
             args,
             env: Vec::new(),
-            placement: &o.net.placement(),
+            placement: &o.net.placement().with_resolv_conf(&resolv),
             logs: &self.dir.join("logs"),
             home: &self.dir.join("home"),
             registry: o.registry,
@@ -317,6 +325,21 @@ impl ControlPlane {
     /// The certificate or a file could not be written.
     pub fn identity(&self, stem: &str, cn: &str, orgs: &[&str]) -> Result<Identity, InfraError> {
         identity(&self.pki, &self.dir, &self.api, stem, cn, orgs)
+    }
+
+    /// A serving certificate of the cluster's CA for `cn` at `names` (the node's kubelet API).
+    ///
+    /// # Errors
+    /// The certificate could not be written.
+    pub fn serving_cert(
+        &self,
+        stem: &str,
+        cn: &str,
+        names: &pki::ServingNames,
+    ) -> Result<pki::CertFiles, InfraError> {
+        self.pki
+            .server_cert(stem, cn, names)
+            .map_err(|e| InfraError::Other(format!("a serving certificate for {cn}: {e}")))
     }
 
     /// The admin kubeconfig for the host (what `up` prints and kubectl uses).
@@ -418,7 +441,7 @@ fn identity(
         )
         .map_err(|e| InfraError::Other(e.to_string()))?;
     }
-    Ok(Identity { inside, host })
+    Ok(Identity { inside, host, cert })
 }
 
 /// The control plane's binaries: prebuilt (`GAUNTLET_CONTROLPLANE_BIN`), cached, or built now

@@ -220,8 +220,28 @@ impl Pki {
         (&self.sa_pub, &self.sa_key)
     }
 
+    /// A serving certificate for `cn` with `names` as its SANs, signed by the CA and written to
+    /// `<stem>.crt`/`<stem>.key` (the node's kubelet API has one).
+    pub fn server_cert(
+        &self,
+        stem: &str,
+        cn: &str,
+        names: &ServingNames,
+    ) -> Result<CertFiles, PkiError> {
+        let files = self.stem_files(stem)?;
+        self.sign_serving(files, cn, names)
+    }
+
     fn serving_cert(&self, names: &ServingNames) -> Result<CertFiles, PkiError> {
-        let files = files(&self.dir, "apiserver");
+        self.sign_serving(files(&self.dir, "apiserver"), "kube-apiserver", names)
+    }
+
+    fn sign_serving(
+        &self,
+        files: CertFiles,
+        cn: &str,
+        names: &ServingNames,
+    ) -> Result<CertFiles, PkiError> {
         let mut sans: Vec<SanType> = names.ips.iter().copied().map(SanType::IpAddress).collect();
         for name in &names.dns {
             let name = Ia5String::try_from(name.as_str()).map_err(|e| PkiError::Invalid {
@@ -232,7 +252,7 @@ impl Pki {
             sans.push(SanType::DnsName(name));
         }
         let mut dn = DistinguishedName::new();
-        dn.push(DnType::CommonName, "kube-apiserver");
+        dn.push(DnType::CommonName, cn);
         self.sign(
             &files,
             dn,

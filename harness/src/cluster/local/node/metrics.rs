@@ -1,13 +1,10 @@
 //! The node's own series, served on the kubelet's port: what cAdvisor and kube-state-metrics
 //! give a cluster's Prometheus for the pods this node runs (`container_memory_working_set_bytes`,
 //! `kube_pod_container_status_restarts_total`, ...), with their `namespace`, `pod` and
-//! `container` labels.
-
-use std::sync::Arc;
+//! `container` labels; served by the kubelet API ([`super::server`]).
 
 use super::NodeContext;
-use crate::cluster::InfraError;
-use crate::cluster::local::exporter::{self, PodSample};
+use crate::cluster::local::exporter::PodSample;
 
 /// The pod samples of every container the node runs.
 pub fn samples(ctx: &NodeContext) -> Vec<PodSample> {
@@ -28,29 +25,4 @@ pub fn samples(ctx: &NodeContext) -> Vec<PodSample> {
             }
         })
         .collect()
-}
-
-/// Serves `/metrics/cadvisor` (and `/metrics`, the same series) on `listener` until aborted.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    ctx: Arc<NodeContext>,
-) -> Result<(), InfraError> {
-    let handler = move || {
-        let ctx = ctx.clone();
-        async move {
-            (
-                [(
-                    axum::http::header::CONTENT_TYPE,
-                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                )],
-                exporter::encode_pods(&samples(&ctx)),
-            )
-        }
-    };
-    let app = axum::Router::new()
-        .route("/metrics/cadvisor", axum::routing::get(handler.clone()))
-        .route("/metrics", axum::routing::get(handler));
-    axum::serve(listener, app)
-        .await
-        .map_err(InfraError::io("serving the node's metrics"))
 }

@@ -1,7 +1,7 @@
 //! gauntlet's kubelet: one Node in the cluster, kept Ready by its Lease and status, running the
 //! pods the scheduler binds to it with the local backend's pod machinery ([`pod`]) in sandboxes
 //! of their own ([`crate::cluster::local::net::sandbox`]), and serving the pod series cAdvisor
-//! and kube-state-metrics would ([`metrics`]).
+//! and kube-state-metrics would ([`metrics`]) and the kubelet API's logs ([`server`]).
 //!
 //! It speaks to the API server as `system:node:<name>`, so the Node authorizer and the
 //! NodeRestriction admission plugin hold it to what a kubelet may do.
@@ -10,6 +10,7 @@ pub mod container;
 pub mod images;
 pub mod metrics;
 pub mod pod;
+pub mod server;
 pub mod status;
 
 use std::collections::BTreeMap;
@@ -82,6 +83,8 @@ pub struct RunningContainer {
     pub container: String,
     pub memory_limit: Option<u64>,
     pub usage: super::pods::Usage,
+    /// Its log (every run of the container), for the kubelet API's `containerLogs`.
+    pub log: PathBuf,
 }
 
 struct Worker {

@@ -121,6 +121,7 @@ pub async fn run(ctx: Arc<NodeContext>, pod: K8sPod, mut stop: watch::Receiver<O
                     container: c.name.clone(),
                     memory_limit: p.template.memory_limit,
                     usage: p.usage(),
+                    log: dir.join(format!("{}.log", p.name)),
                 });
                 running.push(Running {
                     name: c.name.clone(),

@@ -162,6 +162,7 @@ impl RealCluster {
         })
         .await?;
         self.node = Some(node);
+        self.start_kubelet_api().await?;
         let cp_options = ControlPlaneOptions {
             dir: &self.dir.path().join("controlplane"),
             binaries: &o.controlplane,
@@ -225,6 +226,40 @@ impl RealCluster {
         Ok(())
     }
 
+    /// The node's kubelet API (logs, the pod series) over HTTPS on the kubelet's port.
+    async fn start_kubelet_api(&mut self) -> Result<(), InfraError> {
+        use super::node::server;
+        let cp = self.cp();
+        let names = super::controlplane::pki::ServingNames {
+            ips: vec![std::net::IpAddr::V4(super::net::NODE_IP)],
+            dns: vec![super::controlplane::NODE_NAME.to_string()],
+        };
+        let cert = cp.serving_cert("kubelet", super::controlplane::NODE_NAME, &names)?;
+        let tls = server::server_config(&server::Tls {
+            ca: cp.ca_cert(),
+            cert: &cert.cert,
+            key: &cert.key,
+        })?;
+        let listener = self
+            .net
+            .inside
+            .listen(ClusterNet::node(KUBELET_PORT))
+            .await
+            .map_err(InfraError::io("binding the kubelet API on the node"))?;
+        let ctx = self
+            .node
+            .as_ref()
+            .expect("started before")
+            .context()
+            .clone();
+        self.tasks.push(tokio::spawn(async move {
+            if let Err(e) = server::serve(listener, tls, ctx).await {
+                tracing::warn!("the node's kubelet API: {e}");
+            }
+        }));
+        Ok(())
+    }
+
     async fn start_ingress(
         &mut self,
         o: &RealOptions,
@@ -267,23 +302,6 @@ impl RealCluster {
             let _exporter = exporter;
             std::future::pending::<()>().await;
         }));
-        let node_metrics = self
-            .net
-            .inside
-            .listen(ClusterNet::node(KUBELET_PORT))
-            .await
-            .map_err(InfraError::io("binding the node's metrics"))?;
-        let ctx = self
-            .node
-            .as_ref()
-            .expect("started before")
-            .context()
-            .clone();
-        self.tasks.push(tokio::spawn(async move {
-            if let Err(e) = super::node::metrics::serve(node_metrics, ctx).await {
-                tracing::warn!("node metrics: {e}");
-            }
-        }));
         let fwd = Forward::start(self.net.inside.clone(), ClusterNet::node(INGRESS_PORT), 0)
             .await
             .map_err(InfraError::io("relaying the ingress to the host"))?;
@@ -317,7 +335,8 @@ impl RealCluster {
         .map_err(InfraError::io("relaying Prometheus to the host"))?;
         let url = format!("http://{}", fwd.local());
         let dir = self.dir.path().join("prometheus");
-        let config = super::prometheus::render_cluster_config(&who.inside);
+        let config =
+            super::prometheus::render_cluster_config(&who.inside, self.cp().ca_cert(), &who.cert);
         // Debian's Prometheus has no kubernetes_sd_configs: the real tier's comes from its
         // pinned module, the release the kind backend runs.
         let prom = Prometheus::launch(
