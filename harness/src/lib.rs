@@ -7,6 +7,7 @@
 
 pub mod cli;
 pub mod cluster;
+pub mod compare;
 pub mod controller;
 pub mod exit;
 pub mod load;

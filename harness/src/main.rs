@@ -127,6 +127,29 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Backend::Kind)]
         backend: Backend,
     },
+    /// Run scenarios under the emulated and the real controller (the local control plane) at
+    /// the policy's own clock and report where they differ: outcome, weights, decision time
+    /// (more than one analysis interval apart). Exit 1 on a difference.
+    Compare {
+        /// Scenario files or folders.
+        #[arg(default_value = "suites")]
+        paths: Vec<PathBuf>,
+        /// Only scenarios whose name contains this.
+        #[arg(long)]
+        filter: Option<String>,
+        /// Only scenarios with this tag.
+        #[arg(long)]
+        tag: Option<String>,
+        /// Scenarios at once, per tier.
+        #[arg(long, value_name = "N", default_value_t = 1)]
+        parallel: usize,
+        /// Fix every random choice (the same in both tiers).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Write the comparison as JSON here.
+        #[arg(long, value_name = "FILE")]
+        json: Option<PathBuf>,
+    },
     /// The local control plane of `--controller real`.
     Controlplane {
         #[command(subcommand)]
@@ -213,6 +236,24 @@ async fn dispatch(command: Command) -> Exit {
         Command::Controlplane {
             command: ControlplaneCommand::Build,
         } => gauntlet::cli::controlplane_build().await,
+        Command::Compare {
+            paths,
+            filter,
+            tag,
+            parallel,
+            seed,
+            json,
+        } => {
+            gauntlet::cli::compare_tiers(gauntlet::cli::CompareRequest {
+                paths,
+                filter,
+                tag,
+                parallel,
+                seed,
+                json,
+            })
+            .await
+        }
         Command::Down { .. } => usage(
             "`gauntlet down --backend kube`: nothing to take down; each scenario deletes its own \
              namespace",

@@ -1,9 +1,11 @@
 //! What the commands do, apart from parsing them (main.rs).
 
+pub mod compare;
 pub mod run;
 pub mod up;
 pub mod up_real;
 
+pub use self::compare::{CompareRequest, compare_tiers};
 pub use self::run::{
     Backend as RunBackend, Controller as RunController, RunRequest, list, run, validate,
 };

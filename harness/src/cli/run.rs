@@ -101,7 +101,7 @@ pub fn load_all(
     }
 }
 
-fn selected(s: &Scenario, filter: &Option<String>, tag: &Option<String>) -> bool {
+pub(crate) fn selected(s: &Scenario, filter: &Option<String>, tag: &Option<String>) -> bool {
     let by_name = filter.as_ref().is_none_or(|f| s.name.contains(f.as_str()));
     let by_tag = match tag {
         Some(t) => s.tags.iter().any(|x| x == t),
@@ -110,7 +110,7 @@ fn selected(s: &Scenario, filter: &Option<String>, tag: &Option<String>) -> bool
     by_name && by_tag
 }
 
-fn print_errors(errors: &[ScenarioError]) {
+pub(crate) fn print_errors(errors: &[ScenarioError]) {
     for e in errors {
         eprintln!("error: {e}");
     }
@@ -120,7 +120,7 @@ fn print_errors(errors: &[ScenarioError]) {
     );
 }
 
-fn default_paths(paths: &[PathBuf]) -> Vec<PathBuf> {
+pub(crate) fn default_paths(paths: &[PathBuf]) -> Vec<PathBuf> {
     if paths.is_empty() {
         vec![PathBuf::from("suites")]
     } else {

@@ -20,6 +20,8 @@ const KNOWN: &[(&str, &str, &str)] = &[
     ("v1", "Secret", "secrets"),
     ("v1", "ServiceAccount", "serviceaccounts"),
     ("v1", "Pod", "pods"),
+    ("v1", "Endpoints", "endpoints"),
+    ("discovery.k8s.io/v1", "EndpointSlice", "endpointslices"),
     ("v1", "Event", "events"),
     ("v1", "PersistentVolumeClaim", "persistentvolumeclaims"),
     ("apps/v1", "Deployment", "deployments"),

@@ -19,8 +19,6 @@ use crate::cluster::local::net::ClusterNet;
 use crate::cluster::local::process::ProcessRegistry;
 use crate::spec::ControllerKind;
 
-/// Where the loadtester listens on the node (its Services forward here).
-pub const LOADTESTER_PORT: u16 = 8088;
 /// Prometheus on the node, as the controllers' `prometheus.monitoring` reaches it.
 pub const PROMETHEUS_PORT: u16 = 9090;
 
@@ -42,7 +40,7 @@ pub struct Env<'a> {
 }
 
 /// Applies `kind`'s CRDs and RBAC from its pinned module, waits until the CRDs are served, and
-/// starts the controller (and, for Flagger, the loadtester on the node).
+/// starts the controller.
 ///
 /// # Errors
 /// The module's manifests could not be read, the API server refused them, or a process did not
@@ -145,30 +143,19 @@ pub async fn start(kind: ControllerKind, e: &Env<'_>) -> Result<Vec<Component>, 
                 "--leader-elect=false".into(),
             ],
         )?],
-        ControllerKind::Flagger => vec![
-            spawn(
-                "flagger",
-                &e.bins.flagger,
-                vec![
-                    format!("-kubeconfig={kubeconfig}"),
-                    "-mesh-provider=nginx".into(),
-                    format!("-metrics-server=http://prometheus.monitoring:{PROMETHEUS_PORT}"),
-                    "-log-level=info".into(),
-                    "-enable-leader-election=false".into(),
-                    // Argo Rollouts' healthz has 8080 on the same node.
-                    "-port=8089".into(),
-                ],
-            )?,
-            spawn(
-                "flagger-loadtester",
-                &e.bins.loadtester,
-                vec![
-                    format!("-port={LOADTESTER_PORT}"),
-                    "-log-level=info".into(),
-                    "-timeout=1h".into(),
-                ],
-            )?,
-        ],
+        ControllerKind::Flagger => vec![spawn(
+            "flagger",
+            &e.bins.flagger,
+            vec![
+                format!("-kubeconfig={kubeconfig}"),
+                "-mesh-provider=nginx".into(),
+                format!("-metrics-server=http://prometheus.monitoring:{PROMETHEUS_PORT}"),
+                "-log-level=info".into(),
+                "-enable-leader-election=false".into(),
+                // Argo Rollouts' healthz has 8080 on the same node.
+                "-port=8089".into(),
+            ],
+        )?],
     };
     Ok(out)
 }

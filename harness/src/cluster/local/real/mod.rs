@@ -11,6 +11,7 @@
 
 pub mod controllers;
 pub mod leftovers;
+pub mod loadtester;
 pub mod publish;
 
 use std::path::{Path, PathBuf};
@@ -19,7 +20,7 @@ use std::time::Duration;
 
 use tokio::task::JoinHandle;
 
-use self::controllers::{LOADTESTER_PORT, PROMETHEUS_PORT};
+use self::controllers::PROMETHEUS_PORT;
 use self::publish::NodeService;
 use super::Binaries;
 use super::controlplane::build::ControlPlaneBinaries;
@@ -363,24 +364,30 @@ impl RealCluster {
         Ok(())
     }
 
-    /// Publishes the Services a target names for what the node runs (its Prometheus addresses,
-    /// its webhooks' loadtester), under those names; see [`publish`].
+    /// Publishes what a target names that its cluster would have: the node's Prometheus under
+    /// every Prometheus address it uses ([`publish`]), and for a Flagger target upstream's
+    /// loadtester under every Service its webhooks call ([`loadtester`]).
     ///
     /// # Errors
-    /// The API server refused an object.
+    /// The API server refused an object, or the loadtester's manifests could not be read.
     pub async fn publish_for(&self, manifests: &Manifests) -> Result<Vec<NodeService>, InfraError> {
         let kind = manifests.controller().ok();
         let ns = kind.map_or("default", |k| controllers::identity_of(k).0);
-        let lt = (kind == Some(ControllerKind::Flagger)).then_some(LOADTESTER_PORT);
-        let wanted = publish::wanted(manifests, ns, PROMETHEUS_PORT, lt);
+        let wanted = publish::wanted(manifests, ns, PROMETHEUS_PORT);
         let mut resolver = Resolver::new(self.client());
+        let namespace = |n: &str| serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": n}});
         for s in &wanted {
-            resolver
-                .apply(&serde_json::json!({"apiVersion": "v1", "kind": "Namespace",
-                                          "metadata": {"name": s.namespace}}))
-                .await?;
+            resolver.apply(&namespace(&s.namespace)).await?;
             for object in s.objects() {
                 resolver.apply(&object).await?;
+            }
+        }
+        if kind == Some(ControllerKind::Flagger) {
+            for (ns, name, port) in publish::webhook_services(manifests, ns) {
+                resolver.apply(&namespace(&ns)).await?;
+                for object in loadtester::objects(&ns, &name, port)? {
+                    resolver.apply(&object).await?;
+                }
             }
         }
         Ok(wanted)
@@ -489,7 +496,7 @@ impl Drop for RealCluster {
 fn controller_name(kind: ControllerKind) -> &'static str {
     match kind {
         ControllerKind::Argo => "Argo Rollouts (rollouts-controller)",
-        ControllerKind::Flagger => "Flagger and its loadtester",
+        ControllerKind::Flagger => "Flagger",
     }
 }
 

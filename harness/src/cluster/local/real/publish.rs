@@ -1,6 +1,8 @@
-//! Services for what the node runs itself (cluster DNS, Prometheus, Flagger's loadtester),
-//! published under the names the user's manifests use, as their cluster would have them: a
-//! Service without a selector and an EndpointSlice pointing at the node's address. The user's
+//! Services for what the node runs itself (cluster DNS, Prometheus), published under the names
+//! the user's manifests use, as their cluster would have them: a Service without a selector and
+//! its endpoints at the node's address. Flagger's loadtester, which the API server's service
+//! proxy must reach (it proxies to pods only), runs as upstream's Deployment instead
+//! ([`super::loadtester`]). The user's
 //! manifests are never rewritten; an AnalysisTemplate's `http://prometheus.monitoring.svc:9090`
 //! then resolves and connects, through cluster DNS and kube-proxy, as it would there.
 
@@ -47,8 +49,11 @@ impl NodeService {
         }
     }
 
-    /// The Service and its EndpointSlice, as server-side apply bodies.
-    pub fn objects(&self) -> [Value; 2] {
+    /// The Service, its Endpoints and its EndpointSlice, as server-side apply bodies. The
+    /// legacy Endpoints is what the API server's service proxy reads (Flagger's gates are
+    /// reached through it); kube-proxy reads the slice. The Endpoints carries `skip-mirror`, so
+    /// kube-controller-manager does not mirror it into a second slice.
+    pub fn objects(&self) -> [Value; 3] {
         let port_name = |p: &str| format!("p{}-{}", self.port, p.to_ascii_lowercase());
         let mut spec = json!({
             "ports": self.protocols.iter().map(|p| json!({
@@ -83,7 +88,25 @@ impl NodeService {
                 "name": port_name(p), "port": self.target_port, "protocol": p,
             })).collect::<Vec<_>>(),
         });
-        [service, slice]
+        let endpoints = json!({
+            "apiVersion": "v1",
+            "kind": "Endpoints",
+            "metadata": {
+                "name": self.name,
+                "namespace": self.namespace,
+                "labels": {
+                    "endpointslice.kubernetes.io/skip-mirror": "true",
+                    "app.kubernetes.io/managed-by": "gauntlet",
+                },
+            },
+            "subsets": [{
+                "addresses": [{"ip": NODE_IP.to_string()}],
+                "ports": self.protocols.iter().map(|p| json!({
+                    "name": port_name(p), "port": self.target_port, "protocol": p,
+                })).collect::<Vec<_>>(),
+            }],
+        });
+        [service, endpoints, slice]
     }
 }
 
@@ -175,32 +198,30 @@ pub fn addresses(m: &Manifests) -> Addresses {
 }
 
 /// The node Services a target needs: one per Prometheus address (to the node's Prometheus on
-/// `prometheus_port`) and per webhook Service (to the loadtester on `loadtester_port`), named
-/// from `controller_namespace` for names without a namespace (the controller resolves them),
-/// and leaving out every Service the target deploys itself.
-pub fn wanted(
-    m: &Manifests,
-    controller_namespace: &str,
-    prometheus_port: u16,
-    loadtester_port: Option<u16>,
-) -> Vec<NodeService> {
+/// `prometheus_port`), named from `controller_namespace` for names without a namespace (the
+/// controller resolves them), leaving out every Service the target deploys itself.
+pub fn wanted(m: &Manifests, controller_namespace: &str, prometheus_port: u16) -> Vec<NodeService> {
     let a = addresses(m);
-    let own = |ns: &str, name: &str| m.service(ns, name).is_some();
     let mut out = BTreeSet::new();
     for url in &a.prometheus {
         if let Some((svc, ns, port)) = service_of(url, controller_namespace)
-            && !own(&ns, &svc)
+            && m.service(&ns, &svc).is_none()
         {
             out.insert(NodeService::tcp(&ns, &svc, port, prometheus_port));
         }
     }
-    if let Some(lt) = loadtester_port {
-        for url in &a.webhooks {
-            if let Some((svc, ns, port)) = service_of(url, controller_namespace)
-                && !own(&ns, &svc)
-            {
-                out.insert(NodeService::tcp(&ns, &svc, port, lt));
-            }
+    out.into_iter().collect()
+}
+
+/// The loadtester Services a Flagger target's webhooks name (`(namespace, name, port)`), other
+/// than those it deploys itself; bare names are taken in `controller_namespace`.
+pub fn webhook_services(m: &Manifests, controller_namespace: &str) -> Vec<(String, String, u16)> {
+    let mut out = BTreeSet::new();
+    for url in &addresses(m).webhooks {
+        if let Some((svc, ns, port)) = service_of(url, controller_namespace)
+            && m.service(&ns, &svc).is_none()
+        {
+            out.insert((ns, svc, port));
         }
     }
     out.into_iter().collect()
@@ -245,26 +266,32 @@ mod tests {
     fn the_fixtures_name_their_prometheus_and_loadtester() {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/apps");
         let argo = crate::spec::load_target(&root.join("argo")).unwrap();
-        let w = wanted(&argo, "argo-rollouts", 9090, None);
+        let w = wanted(&argo, "argo-rollouts", 9090);
         assert_eq!(
             w,
             vec![NodeService::tcp("monitoring", "prometheus", 9090, 9090)]
         );
+        assert!(webhook_services(&argo, "argo-rollouts").is_empty());
         let flagger = crate::spec::load_target(&root.join("flagger")).unwrap();
-        let w = wanted(&flagger, "flagger-system", 9090, Some(8088));
-        assert!(
-            w.contains(&NodeService::tcp("monitoring", "prometheus", 9090, 9090)),
-            "{w:?}"
+        let w = wanted(&flagger, "flagger-system", 9090);
+        assert_eq!(
+            w,
+            vec![NodeService::tcp("monitoring", "prometheus", 9090, 9090)]
         );
-        assert!(
-            w.contains(&NodeService::tcp("default", "flagger-loadtester", 80, 8088)),
-            "{w:?}"
+        assert_eq!(
+            webhook_services(&flagger, "flagger-system"),
+            [("default".to_string(), "flagger-loadtester".to_string(), 80)]
         );
     }
 
     #[test]
     fn a_node_service_has_a_selectorless_service_and_a_slice_to_the_node() {
-        let [svc, slice] = NodeService::kube_dns().objects();
+        let [svc, endpoints, slice] = NodeService::kube_dns().objects();
+        assert_eq!(endpoints["subsets"][0]["addresses"][0]["ip"], "10.200.0.1");
+        assert_eq!(
+            endpoints["metadata"]["labels"]["endpointslice.kubernetes.io/skip-mirror"],
+            "true"
+        );
         assert_eq!(svc["spec"]["clusterIP"], "10.96.0.10");
         assert!(svc["spec"].get("selector").is_none());
         assert_eq!(slice["endpoints"][0]["addresses"][0], "10.200.0.1");
