@@ -4,7 +4,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: demo up test deps build e2e chaos fmt lint controlplane
+.PHONY: demo up test deps build e2e chaos fmt lint controlplane fidelity
 
 # Debian packages the local backend runs: a real nginx and a real Prometheus.
 deps:
@@ -33,6 +33,14 @@ test: deps
 controlplane:
 	$(CARGO) build -p gauntlet
 	./target/debug/gauntlet controlplane build
+
+# The emulation measured against the real controllers: every scenario of suites/fidelity under
+# both, side by side (outcome, canary weights, decision time); exit 1 on a difference. Needs
+# what the real tier needs (root, Go for the first build). FIDELITY_PARALLEL scenarios at once
+# per tier.
+FIDELITY_PARALLEL ?= 3
+fidelity: deps build
+	./target/debug/gauntlet compare suites/fidelity --parallel $(FIDELITY_PARALLEL) --json fidelity.json
 
 # Real clusters (needs Docker, kind and network; not runnable on the development machines):
 # provision the kind cluster with the pinned controllers, then run the suites on it. The real

@@ -1,6 +1,6 @@
 //! One trial per scenario file in `suites/`, on the local backend: `cargo test --test suites`
-//! runs them, `-- --list` lists them, a filter selects by name, and `nightly`-tagged ones are
-//! ignored unless `-- --ignored` / `--include-ignored` asks for them, as for any Rust test.
+//! runs them, `-- --list` lists them, a filter selects by name, and `nightly`- and
+//! `fidelity`-tagged ones are ignored unless `-- --ignored` / `--include-ignored` asks for them, as for any Rust test.
 //!
 //! `GAUNTLET_BACKEND=kind` runs the same trials on the cluster of `gauntlet up --backend kind`
 //! (`GAUNTLET_BACKEND=kube` on the kubeconfig's cluster, `GAUNTLET_CONTEXT` naming the context),
@@ -59,7 +59,9 @@ fn main() {
         Ok(all) => all
             .into_iter()
             .map(|(s, plan)| {
-                let ignored = s.is_nightly();
+                // The fidelity suite runs at the policies' own clock under both controllers in
+                // `make fidelity` (gauntlet compare); here only with `--include-ignored`.
+                let ignored = s.is_nightly() || s.tags.iter().any(|t| t == "fidelity");
                 let kind = s
                     .file
                     .parent()
