@@ -1,7 +1,7 @@
 //! The emulation measured against the real controller: one scenario's report from each tier,
 //! side by side, and what differs.
 //!
-//! Fields compared: the outcome, the canary weight sequence up to the decision (the distinct
+//! Fields compared: whether each tier met the scenario's own expectations, the outcome, the canary weight sequence up to the decision (the distinct
 //! positive weights, in order, as the router applied them; `expect.weights` reads the same), and
 //! the decision time, which may differ by at most one analysis interval (the controllers measure
 //! on their own ticks, so a difference below one interval is the same decision at a different
@@ -83,6 +83,21 @@ pub fn compare(
     let (e, r) = (Side::of(emulated), Side::of(real));
     let mut mismatches = Vec::new();
     let show = |o: &Option<String>| o.clone().unwrap_or_else(|| "no decision".into());
+    // A scenario both tiers fail alike still says the suite is wrong for both.
+    if !(e.passed && r.passed) {
+        let verdict = |p: bool, rep: &ScenarioReport| {
+            if p {
+                "met".to_string()
+            } else {
+                format!("not met: {}", rep.failure.clone().unwrap_or_default())
+            }
+        };
+        mismatches.push(Mismatch {
+            field: "expectations",
+            emulated: verdict(e.passed, emulated),
+            real: verdict(r.passed, real),
+        });
+    }
     if e.outcome != r.outcome {
         mismatches.push(Mismatch {
             field: "outcome",
@@ -294,6 +309,18 @@ mod tests {
         let fields: Vec<&str> = c.mismatches.iter().map(|m| m.field).collect();
         assert_eq!(fields, ["outcome", "weights", "decision_s"]);
         assert!(table(&[c]).contains("DIFFERS: outcome, weights, decision_s"));
+    }
+
+    #[test]
+    fn a_scenario_both_tiers_fail_alike_is_still_reported() {
+        let mut e = report("rolled-back", 20.0, &[20]);
+        e.passed = false;
+        e.failure = Some("the canary weights went [20], expected [20, 50]".into());
+        let c = compare(&e, &report("rolled-back", 20.0, &[20]), None);
+        assert_eq!(c.mismatches.len(), 1);
+        assert_eq!(c.mismatches[0].field, "expectations");
+        assert!(c.mismatches[0].emulated.contains("expected [20, 50]"));
+        assert_eq!(c.mismatches[0].real, "met");
     }
 
     #[test]

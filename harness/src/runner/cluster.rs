@@ -15,7 +15,6 @@ use super::{
 };
 use crate::cluster::InfraError;
 use crate::cluster::kube::{Action as KubeAction, Gate, KubeCluster, KubeOptions};
-use crate::controller::Decision;
 use crate::load::{Load, LoadSpec};
 use crate::prom::PromClient;
 use crate::report::artifacts::{ArtifactSources, write_artifacts};
@@ -288,6 +287,7 @@ async fn exercise(
     let wait = s.within + (s.within / 2).max(Duration::from_secs(10));
     let mut pending = s.actions.clone();
     let mut reacted_by = Duration::ZERO;
+    let mut last_action = None;
     let mut decision = None;
     let mut interrupted = false;
     loop {
@@ -298,6 +298,7 @@ async fn exercise(
             pending.remove(0);
             let r = act(kc, a.action).await;
             reacted_by = released.elapsed() + kc.reaction_time();
+            last_action = Some(a.action);
             record_action(timeline, &a, &r, "failed");
             if let Err(e) = r {
                 load.stop().await;
@@ -308,16 +309,16 @@ async fn exercise(
         if now >= wait {
             break;
         }
-        let paused_counts = pending.is_empty() && now >= reacted_by;
+        let reacting_to = last_action.filter(|_| now < reacted_by);
         let mut until = wait;
         if let Some(a) = pending.first() {
             until = until.min(a.at);
-        } else if !paused_counts {
+        } else if reacting_to.is_some() {
             until = until.min(reacted_by);
         }
         let got = tokio::select! {
             r = kc.wait_decision_where(until.saturating_sub(now), |d| {
-                paused_counts || d != Decision::Paused
+                super::is_final(d, &pending, reacting_to)
             }) => r,
             _ = stopped(&mut stop) => { interrupted = true; break; }
         };

@@ -67,6 +67,25 @@ pub struct Finished {
 type ArgoCtl = ArgoController<LocalStack, AnalysisRuns<PromClient>>;
 type FlaggerCtl = FlaggerController<LocalStack, PromClient>;
 
+/// Whether the controller's state `d` ends the scenario. A pause is not the end while the
+/// scenario still has something to do about it (`pending` actions), nor while the controller
+/// still reacts to the last action (`reacting_to`); a rollback is not the end while a `retry`
+/// is still to come or being reacted to, since a retry restarts an aborted rollout.
+pub(crate) fn is_final(
+    d: Decision,
+    pending: &[Scheduled],
+    reacting_to: Option<crate::scenario::Action>,
+) -> bool {
+    use crate::scenario::Action;
+    match d {
+        Decision::Paused => pending.is_empty() && reacting_to.is_none(),
+        Decision::RolledBack => {
+            !pending.iter().any(|a| a.action == Action::Retry) && reacting_to != Some(Action::Retry)
+        }
+        Decision::Promoted => true,
+    }
+}
+
 /// Runs `s` with its checked `plan`.
 pub async fn run_scenario(
     s: &Scenario,
@@ -456,6 +475,7 @@ async fn exercise<C: Controller<Platform = LocalStack> + Operable>(
     let mut health = tokio::time::interval(Duration::from_secs(1));
     let mut pending = s.actions.clone();
     let mut reacted_by = Duration::ZERO;
+    let mut last_action = None;
     while released.elapsed() < wait {
         // A dead nginx or Prometheus would otherwise show up as a slow, wrong verdict.
         let check = tokio::time::timeout(Duration::ZERO, health.tick())
@@ -479,14 +499,12 @@ async fn exercise<C: Controller<Platform = LocalStack> + Operable>(
         {
             let a = pending.remove(0);
             reacted_by = released.elapsed() + ctl.reaction_time() + TICK;
+            last_action = Some(a.action);
             record_action(timeline, &a, &ctl.act(a.action), "refused");
         }
         if let Some(d) = ctl.decision() {
-            // A pause is not the end while the scenario still has something to do about it,
-            // nor before the controller had time to react to the last action.
             let reacting = released.elapsed() < reacted_by;
-            let final_state = d != Decision::Paused || (pending.is_empty() && !reacting);
-            if final_state {
+            if is_final(d, &pending, last_action.filter(|_| reacting)) {
                 decision = Some((Outcome::from(d), released.elapsed().as_secs_f64()));
                 break;
             }
@@ -593,5 +611,28 @@ impl Scenario {
             stop,
         };
         Ok(run_scenario(self, &plan, &opts, None).await)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::Action;
+
+    #[test]
+    fn a_rollback_with_a_retry_to_come_is_not_the_end() {
+        let at = |action| {
+            [Scheduled {
+                at: Duration::from_secs(20),
+                action,
+            }]
+        };
+        assert!(!is_final(Decision::RolledBack, &at(Action::Retry), None));
+        assert!(!is_final(Decision::RolledBack, &[], Some(Action::Retry)));
+        assert!(is_final(Decision::RolledBack, &at(Action::Promote), None));
+        assert!(!is_final(Decision::Paused, &at(Action::Promote), None));
+        assert!(!is_final(Decision::Paused, &[], Some(Action::Promote)));
+        assert!(is_final(Decision::Paused, &[], None));
+        assert!(is_final(Decision::Promoted, &at(Action::Retry), None));
     }
 }
