@@ -577,8 +577,7 @@ pub trait DeploymentExt {
     fn min_ready(&self) -> Duration;
     /// `spec.progressDeadlineSeconds`, default 600 s (the Deployment's own deadline).
     fn progress_deadline(&self) -> Duration;
-    /// `strategy.rollingUpdate.maxUnavailable` resolved against `replicas` (rounded down,
-    /// default 25 %), as the `Available` condition uses it.
+    /// `MaxUnavailable` at `replicas`, as the `Available` condition uses it: 0 for Recreate.
     fn max_unavailable(&self) -> u32;
     /// The first of [`SELECTOR_LABELS`] in `spec.selector.matchLabels`, with its value.
     fn selector_label(&self) -> Option<(String, String)>;
@@ -610,23 +609,32 @@ impl DeploymentExt for Deployment {
         )
     }
 
+    /// `deploymentutil.MaxUnavailable`: 0 unless the strategy is a rolling update (Recreate
+    /// keeps no pods available during its rollout, so `Available` needs them all); else
+    /// `ResolveFenceposts` (surge rounded up, unavailable down, both 25 % by default, 1 when
+    /// both resolve to 0), at most `replicas`.
     fn max_unavailable(&self) -> u32 {
         let replicas = self.replicas();
         let strategy = self.spec.as_ref().and_then(|s| s.strategy.as_ref());
-        if strategy.and_then(|s| s.type_.as_deref()) == Some("Recreate") {
-            return replicas;
+        if strategy.and_then(|s| s.type_.as_deref()) == Some("Recreate") || replicas == 0 {
+            return 0;
         }
-        let v = strategy
-            .and_then(|s| s.rolling_update.as_ref())
-            .and_then(|r| r.max_unavailable.clone())
-            .unwrap_or(IntOrString::String("25%".into()));
-        match v {
-            IntOrString::Int(i) => i.max(0).unsigned_abs().min(replicas),
+        let rolling = strategy.and_then(|s| s.rolling_update.as_ref());
+        let quarter = IntOrString::String("25%".into());
+        let resolve = |v: Option<&IntOrString>, round_up: bool| match v.unwrap_or(&quarter) {
+            IntOrString::Int(i) => i.max(&0).unsigned_abs(),
             IntOrString::String(s) => {
                 let pct: u64 = s.trim_end_matches('%').parse().unwrap_or(25);
-                u32::try_from(pct * u64::from(replicas) / 100).unwrap_or(replicas)
+                let x = pct * u64::from(replicas);
+                u32::try_from(if round_up { x.div_ceil(100) } else { x / 100 }).unwrap_or(replicas)
             }
+        };
+        let surge = resolve(rolling.and_then(|r| r.max_surge.as_ref()), true);
+        let unavailable = resolve(rolling.and_then(|r| r.max_unavailable.as_ref()), false);
+        if surge == 0 && unavailable == 0 {
+            return 1.min(replicas);
         }
+        unavailable.min(replicas)
     }
 
     fn selector_label(&self) -> Option<(String, String)> {

@@ -1,44 +1,10 @@
-//! One metric check as Flagger runs it (`scheduler_metrics.go`, `providers/prometheus.go`): the
-//! query's value (the last series wins; no series or NaN is "no values found"), judged against
-//! `thresholdRange` (strict: a value equal to a bound passes) or the deprecated `threshold`,
-//! with Flagger's event texts, Go's number formatting included.
+//! One metric check as Flagger judges it (`scheduler_metrics.go` `runBuiltinMetricChecks`,
+//! `runMetricChecks`): the provider's reading ([`super::provider`]) against `thresholdRange`
+//! (strict: a value equal to a bound passes) or the deprecated `threshold`, with Flagger's event
+//! texts, Go's number formatting included.
 
 use super::policy::{Check, CheckKind};
-use crate::controller::expr::MetricValue;
-
-/// Flagger's Prometheus provider gives up on a query after this long.
-pub const QUERY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
-
-/// `providers.ErrNoValuesFound`.
-pub const NO_VALUES: &str = "no values found";
-
-/// What the provider made of a query's answer.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Reading {
-    Value(f64),
-    /// Empty result or NaN.
-    NoValues,
-    /// Any other error, with its text.
-    Error(String),
-}
-
-impl Reading {
-    /// `RunQuery`: the last series' value of a vector; empty or NaN is no values.
-    pub fn from_measurement(m: Result<MetricValue, String>) -> Reading {
-        match m {
-            Err(e) => Reading::Error(e),
-            Ok(MetricValue::Scalar(_)) => Reading::Error(
-                "error unmarshaling result: json: cannot unmarshal a scalar result into a vector"
-                    .into(),
-            ),
-            Ok(MetricValue::Vector(values)) => match values.last() {
-                None => Reading::NoValues,
-                Some(v) if v.is_nan() => Reading::NoValues,
-                Some(v) => Reading::Value(*v),
-            },
-        }
-    }
-}
+use super::provider::{NO_VALUES, Reading};
 
 /// How a check ended; `Err` carries the event Flagger records (every failure is a Warning).
 pub fn judge(
@@ -290,19 +256,7 @@ mod tests {
     }
 
     #[test]
-    fn empty_and_nan_are_no_values_and_the_last_series_wins() {
-        assert_eq!(
-            Reading::from_measurement(Ok(MetricValue::Vector(vec![]))),
-            Reading::NoValues
-        );
-        assert_eq!(
-            Reading::from_measurement(Ok(MetricValue::Vector(vec![f64::NAN]))),
-            Reading::NoValues
-        );
-        assert_eq!(
-            Reading::from_measurement(Ok(MetricValue::Vector(vec![1.0, 2.0]))),
-            Reading::Value(2.0)
-        );
+    fn no_values_found_reads_as_flagger_words_it_per_metric_kind() {
         let sr = check(CheckKind::SuccessRate, Some(99.0), None);
         assert_eq!(
             judged(&sr, Reading::NoValues).unwrap_err(),

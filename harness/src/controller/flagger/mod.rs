@@ -16,15 +16,26 @@
 //! pods, behind the apex Service the Ingress routes to). "Copying the template spec to the
 //! primary" starts a new primary revision; the stable side switches to it once it is available.
 //!
-//! Measurements come from a [`MetricSource`], webhooks go through a [`Transport`] (real HTTP by
+//! Measurements come from a [`Provider`], webhooks go through a [`Transport`] (real HTTP by
 //! default), so the scheduling rules can be tested under a paused clock with scripted answers.
+//!
+//! Here: the tick (`advanceCanary`) and the status writes. Beside it: `workloads` (the two
+//! Deployments on the platform), [`deployment`] (their status as Kubernetes keeps it and
+//! Flagger reads it), `hooks` (the webhooks and checks of a tick), [`checks`] (judging a
+//! value), [`provider`] (reading Prometheus' answer), [`webhooks`] (one POST with its retries),
+//! [`loadtester`] (the gates and tasks).
 
 pub mod checks;
+pub mod deployment;
 pub mod from_spec;
+mod hooks;
+pub mod loadtester;
 pub mod policy;
+pub mod provider;
 pub mod status;
 pub mod target;
 pub mod webhooks;
+mod workloads;
 
 #[cfg(test)]
 mod tests;
@@ -35,116 +46,17 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use self::checks::{QUERY_TIMEOUT, Reading, judge};
+use self::deployment::DeploymentStatus;
 pub use self::from_spec::{Emulated, from_spec};
+use self::loadtester::GateServer;
+pub use self::loadtester::{GateHandle, Loadtester};
 pub use self::policy::{Check, CheckKind, FlaggerPolicy, HookTarget, HookType, Webhook, fastest};
+pub use self::provider::{Provider, QUERY_TIMEOUT, Reading, read_answer};
 pub use self::status::{CanaryStatus, Condition, Phase};
-use self::webhooks::GateServer;
-pub use self::webhooks::{GateHandle, HttpTransport, Payload, Transport};
-use crate::cluster::{
-    CanaryRoute, InfraError, Platform, PodTemplate, ReplicaCounts, RevisionHash, Services,
-};
-use crate::controller::analysis::MetricSource;
+pub use self::webhooks::{HttpTransport, Payload, Reply, Transport};
+use crate::cluster::{InfraError, Platform, PodTemplate, RevisionHash, Services};
 use crate::controller::argo::Decision;
 use crate::timeline::{Source, Timeline};
-
-/// What a Deployment's status says, for `isDeploymentReady`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-struct Counts {
-    /// `spec.replicas`.
-    replicas: u32,
-    /// Pods of the current template.
-    updated: u32,
-    /// With the old template's pods not yet scaled away.
-    total: u32,
-    available: u32,
-}
-
-/// A Deployment's `Available` and `Progressing` conditions, followed between ticks.
-#[derive(Debug, Clone, Default)]
-struct Conditions {
-    /// Since when `Available` is False (`MinimumReplicasUnavailable`).
-    unavailable_since: Option<Instant>,
-    /// When `Progressing` last saw progress.
-    last_progress: Option<Instant>,
-    last: Counts,
-    /// `ProgressDeadlineExceeded`.
-    exceeded: bool,
-}
-
-impl Conditions {
-    fn observe(&mut self, c: Counts, max_unavailable: u32, deadline: Duration, now: Instant) {
-        let available = c.available + max_unavailable >= c.replicas;
-        if available {
-            self.unavailable_since = None;
-        } else if self.unavailable_since.is_none() {
-            self.unavailable_since = Some(now);
-        }
-        let progressed = c.replicas != self.last.replicas
-            || c.updated > self.last.updated
-            || c.available > self.last.available;
-        let complete = c.updated >= c.replicas && c.available >= c.replicas && c.total == c.updated;
-        if progressed || complete || self.last_progress.is_none() {
-            self.last_progress = Some(now);
-            self.exceeded = false;
-        } else if let Some(at) = self.last_progress
-            && now > at + deadline
-        {
-            self.exceeded = true;
-        }
-        self.last = c;
-    }
-
-    /// `isDeploymentReady`: `Err((retriable, reason))` while not ready.
-    fn ready(
-        &self,
-        name: &str,
-        c: Counts,
-        deadline: Duration,
-        threshold: u32,
-        now: Instant,
-    ) -> Result<(), (bool, String)> {
-        let retriable = self
-            .unavailable_since
-            .is_none_or(|since| since + deadline >= now);
-        let needed = (c.updated as f32 * (threshold as f32 / 100.0)) as u32;
-        if self.exceeded {
-            return Err((
-                false,
-                format!("deployment {name:?} exceeded its progress deadline"),
-            ));
-        }
-        if c.updated < c.replicas {
-            return Err((
-                retriable,
-                format!(
-                    "waiting for rollout to finish: {} out of {} new replicas have been updated",
-                    c.updated, c.replicas
-                ),
-            ));
-        }
-        if c.total > c.updated {
-            return Err((
-                retriable,
-                format!(
-                    "waiting for rollout to finish: {} old replicas are pending termination",
-                    c.total - c.updated
-                ),
-            ));
-        }
-        if c.available < needed {
-            return Err((
-                retriable,
-                format!(
-                    "waiting for rollout to finish: {} of {needed} (readyThreshold {threshold}%) \
-                     updated replicas are available",
-                    c.available
-                ),
-            ));
-        }
-        Ok(())
-    }
-}
 
 /// The emulated controller of one Canary.
 pub struct FlaggerController<P, M> {
@@ -155,6 +67,9 @@ pub struct FlaggerController<P, M> {
     status: CanaryStatus,
     /// The last event's message, for the status line.
     message: String,
+    /// `handleFailedPromotion`'s event, which the status line keeps showing: later events
+    /// (post-rollout hooks) would hide why a Failed canary serves everyone.
+    promotion_failure: String,
     gates: GateServer,
     transport: Arc<dyn Transport>,
     /// The target's templates by hash.
@@ -178,14 +93,16 @@ pub struct FlaggerController<P, M> {
     route_applied: bool,
     anchor: Instant,
     next_tick: Option<Instant>,
-    target_conditions: Conditions,
-    primary_conditions: Conditions,
+    target_status: DeploymentStatus,
+    primary_status: DeploymentStatus,
     last_phase: Option<Phase>,
     init_reported: bool,
     last_init_warning: String,
 }
 
-impl<P: Platform, M: MetricSource + Clone> FlaggerController<P, M> {
+/// What needs neither the platform nor the metrics: construction and read access, so that
+/// callers holding any `M` (a scenario's actions) can reach the gates.
+impl<P, M> FlaggerController<P, M> {
     /// The controller of `policy`, with its loadtester listening on 127.0.0.1. Needs a tokio
     /// runtime.
     ///
@@ -205,6 +122,7 @@ impl<P: Platform, M: MetricSource + Clone> FlaggerController<P, M> {
             timeline,
             status: CanaryStatus::default(),
             message: String::new(),
+            promotion_failure: String::new(),
             gates,
             transport: Arc::new(HttpTransport::default()),
             templates: BTreeMap::new(),
@@ -221,8 +139,8 @@ impl<P: Platform, M: MetricSource + Clone> FlaggerController<P, M> {
             route_applied: false,
             anchor: Instant::now(),
             next_tick: None,
-            target_conditions: Conditions::default(),
-            primary_conditions: Conditions::default(),
+            target_status: DeploymentStatus::default(),
+            primary_status: DeploymentStatus::default(),
             last_phase: None,
             init_reported: false,
             last_init_warning: String::new(),
@@ -298,9 +216,13 @@ impl<P: Platform, M: MetricSource + Clone> FlaggerController<P, M> {
     fn target_who(&self) -> String {
         format!("{}.{}", self.policy.target, self.policy.namespace)
     }
+}
 
-    /// Records a Kubernetes event of the Canary (and sends it to `event` webhooks).
-    fn event(&mut self, warning: bool, message: impl Into<String>) {
+impl<P: Platform, M: Provider + Clone> FlaggerController<P, M> {
+    /// `recordEventInfof` / `recordEventWarningf`: a Kubernetes event of the Canary, then
+    /// `sendEventToWebhook`, which calls every `event` webhook in turn and waits for each
+    /// (timeouts and retries included) before the tick goes on; a failure is only logged.
+    async fn event(&mut self, warning: bool, message: impl Into<String>) {
         let message = message.into();
         let kind = if warning { "Warning" } else { "Normal" };
         self.timeline.emit(
@@ -315,8 +237,10 @@ impl<P: Platform, M: MetricSource + Clone> FlaggerController<P, M> {
                 "phase": self.status.phase,
             }),
         );
-        let event_hooks: Vec<Webhook> = self.policy.hooks(HookType::Event).cloned().collect();
-        for hook in event_hooks {
+        self.message = message.clone();
+        for hook in self.hooks_of(HookType::Event) {
+            // `CallEventWebhook`: the event's fields first; the hook's metadata cannot
+            // override them.
             let mut payload = self.payload(self.status.phase);
             let mut metadata = BTreeMap::from([
                 ("eventMessage".to_string(), message.clone()),
@@ -334,13 +258,23 @@ impl<P: Platform, M: MetricSource + Clone> FlaggerController<P, M> {
             }
             payload.metadata = metadata;
             let url = self.hook_url(&hook);
-            let transport = self.transport.clone();
-            tokio::spawn(async move {
-                let _ =
-                    webhooks::call(&*transport, &url, &payload, hook.timeout, hook.retries).await;
-            });
+            let sent =
+                webhooks::call(&*self.transport, &url, &payload, hook.timeout, hook.retries).await;
+            if let Err(e) = sent {
+                self.timeline.emit(
+                    Source::Analysis,
+                    "webhook",
+                    format!("{} (Event): error sending event to webhook: {e}", hook.name),
+                    serde_json::json!({
+                        "webhook": hook.name,
+                        "type": hook.kind,
+                        "url": url,
+                        "ok": false,
+                        "error": e,
+                    }),
+                );
+            }
         }
-        self.message = message;
     }
 
     fn payload(&self, phase: Phase) -> Payload {
@@ -465,250 +399,14 @@ impl<P: Platform, M: MetricSource + Clone> FlaggerController<P, M> {
         }
     }
 
-    // ---- The platform ---------------------------------------------------------------------
-
-    async fn scale(&mut self, hash: &RevisionHash, replicas: u32) -> Result<(), InfraError> {
-        if self.desired.get(hash) != Some(&replicas) {
-            self.platform.scale(hash, replicas).await?;
-            self.desired.insert(hash.clone(), replicas);
-        }
-        Ok(())
-    }
-
-    async fn ensure_revision(
-        &mut self,
-        hash: &RevisionHash,
-        template: PodTemplate,
-    ) -> Result<(), InfraError> {
-        if self.created.insert(hash.clone()) {
-            self.platform
-                .create_revision(hash.clone(), template)
-                .await?;
-            self.desired.insert(hash.clone(), 0);
-        }
-        Ok(())
-    }
-
-    /// `SetRoutes`: the canary Ingress' weight.
-    async fn set_weight(&mut self, weight: u32) -> Result<(), InfraError> {
-        if !self.route_applied || self.weight != weight {
-            self.platform
-                .set_canary_route(CanaryRoute::weight(weight))
-                .await?;
-            self.route_applied = true;
-            self.weight = weight;
-        }
-        Ok(())
-    }
-
-    /// The Services: the apex (stable) one selects the serving primary, `-canary` the target's
-    /// pods while it is scaled up.
-    async fn apply_services(&mut self) -> Result<(), InfraError> {
-        let Some(stable) = self
-            .primary_rolling_from
-            .clone()
-            .or_else(|| self.primary.clone())
-        else {
-            return Ok(());
-        };
-        let canary = self.target.clone().filter(|_| self.target_replicas > 0);
-        let services = Services { stable, canary };
-        if self.applied_services.as_ref() != Some(&services) {
-            self.platform.set_services(services.clone()).await?;
-            self.applied_services = Some(services);
-        }
-        Ok(())
-    }
-
-    /// `ScaleFromZero` of the target: `spec.replicas` as written in the Deployment.
-    async fn scale_from_zero(&mut self) -> Result<(), InfraError> {
-        let Some(target) = self.target.clone() else {
-            return Ok(());
-        };
-        self.target_replicas = self.policy.replicas.max(1);
-        let now = Instant::now();
-        self.target_conditions = Conditions::default();
-        self.scale(&target, self.target_replicas).await?;
-        let counts = self.target_counts();
-        self.target_conditions.observe(
-            counts,
-            self.policy.max_unavailable,
-            self.policy.deployment_progress_deadline,
-            now,
-        );
-        self.apply_services().await
-    }
-
-    /// `ScaleToZero` of the target.
-    async fn scale_to_zero(&mut self) -> Result<(), InfraError> {
-        self.target_replicas = 0;
-        if let Some(target) = self.target.clone() {
-            self.scale(&target, 0).await?;
-        }
-        for old in self.target_old.clone() {
-            self.scale(&old, 0).await?;
-        }
-        self.apply_services().await
-    }
-
-    /// `Promote`: the primary gets the target's template (a new primary revision, which takes
-    /// over from the old one once available).
-    async fn promote_template(&mut self) -> Result<(), InfraError> {
-        let Some(source) = self.target.clone() else {
-            return Ok(());
-        };
-        let rev = primary_hash(&source);
-        if let Some(template) = self.templates.get(&source) {
-            let t = self.primary_template(template);
-            self.ensure_revision(&rev, t).await?;
-        }
-        let previous = self.primary.replace(rev.clone());
-        self.scale(&rev, self.policy.replicas.max(1)).await?;
-        match previous {
-            Some(p) if p != rev => {
-                if let Some(mid) = self.primary_rolling_from.replace(p.clone()) {
-                    // A second promotion while the first still rolls: the first never serves.
-                    self.primary_rolling_from = Some(mid);
-                    self.scale(&p, 0).await?;
-                    self.primary_old.push(p);
-                }
-            }
-            _ => {}
-        }
-        self.primary_conditions = Conditions::default();
-        self.apply_services().await
-    }
-
-    fn primary_template(&self, t: &PodTemplate) -> PodTemplate {
-        let mut p = t.clone();
-        p.workload = format!("{}-primary", self.policy.target);
-        if let Some((key, value)) = &self.policy.selector_label {
-            p.labels.insert(key.clone(), format!("{value}-primary"));
-        }
-        p
-    }
-
-    fn counts(&self, hash: &RevisionHash) -> ReplicaCounts {
-        self.platform.replica_counts(hash)
-    }
-
-    /// Pods of an old revision that still count in the Deployment's `status.replicas`: those
-    /// not yet asked to terminate.
-    fn active(&self, hash: &RevisionHash) -> u32 {
-        let c = self.counts(hash);
-        c.desired.min(c.current)
-    }
-
-    fn target_counts(&self) -> Counts {
-        let Some(target) = &self.target else {
-            return Counts::default();
-        };
-        let c = self.counts(target);
-        let old: u32 = self.target_old.iter().map(|h| self.active(h)).sum();
-        Counts {
-            replicas: self.target_replicas,
-            updated: c.current,
-            total: c.current + old,
-            available: c.available,
-        }
-    }
-
-    fn primary_counts(&self) -> Counts {
-        let Some(primary) = &self.primary else {
-            return Counts::default();
-        };
-        let c = self.counts(primary);
-        let old: u32 = self
-            .primary_rolling_from
-            .iter()
-            .chain(self.primary_old.iter())
-            .map(|h| self.active(h))
-            .sum();
-        Counts {
-            replicas: self.policy.replicas.max(1),
-            updated: c.current,
-            total: c.current + old,
-            available: c.available,
-        }
-    }
-
-    /// The Deployment controller's part, between ticks: a primary rolling update finishes once
-    /// the new primary is available; old pods drain; conditions follow the pods.
-    async fn sync_deployments(&mut self, now: Instant) -> Result<(), InfraError> {
-        if let (Some(old), Some(primary)) =
-            (self.primary_rolling_from.clone(), self.primary.clone())
-            && self.counts(&primary).available >= self.policy.replicas.max(1)
-        {
-            self.primary_rolling_from = None;
-            self.apply_services().await?;
-            self.scale(&old, 0).await?;
-            self.primary_old.push(old);
-        }
-        let primary = self.primary.clone();
-        let old: Vec<RevisionHash> = std::mem::take(&mut self.primary_old);
-        self.primary_old = old
-            .into_iter()
-            .filter(|h| Some(h) != primary.as_ref() && self.counts(h).current > 0)
-            .collect();
-        let target = self.target.clone();
-        let old: Vec<RevisionHash> = std::mem::take(&mut self.target_old);
-        self.target_old = old
-            .into_iter()
-            .filter(|h| Some(h) != target.as_ref() && self.counts(h).current > 0)
-            .collect();
-        let (t, p) = (self.target_counts(), self.primary_counts());
-        let (mu, dl) = (
-            self.policy.max_unavailable,
-            self.policy.deployment_progress_deadline,
-        );
-        self.target_conditions.observe(t, mu, dl, now);
-        self.primary_conditions.observe(p, mu, dl, now);
-        Ok(())
-    }
-
-    /// `IsPrimaryReady`.
-    fn primary_ready(&self, now: Instant) -> Result<(), (bool, String)> {
-        let name = format!("{}-primary", self.policy.target);
-        self.primary_conditions
-            .ready(
-                &name,
-                self.primary_counts(),
-                self.policy.progress_deadline,
-                self.policy.primary_ready_threshold,
-                now,
-            )
-            .map_err(|(r, e)| {
-                (
-                    r,
-                    format!("{name}.{} not ready: {e}", self.policy.namespace),
-                )
-            })
-    }
-
-    /// `IsCanaryReady`.
-    fn canary_ready(&self, now: Instant) -> Result<(), (bool, String)> {
-        self.target_conditions
-            .ready(
-                &self.policy.target,
-                self.target_counts(),
-                self.policy.progress_deadline,
-                self.policy.canary_ready_threshold,
-                now,
-            )
-            .map_err(|(r, e)| {
-                (
-                    r,
-                    format!("canary deployment {} not ready: {e}", self.target_who()),
-                )
-            })
-    }
-
     // ---- Templates --------------------------------------------------------------------------
 
     /// A new pod template for the target Deployment. The first is the Canary's bootstrap: the
-    /// primary is created from it and the job starts ticking. Later ones are noticed by the next
-    /// tick; a target that is scaled up rolls its pods to the new template at once, as its
-    /// Deployment would.
+    /// primary is created from it (unless the Canary is suspended: `advanceCanary` returns
+    /// before `Initialize`) and the job starts ticking. Later ones are noticed by the next tick;
+    /// a target that is scaled up rolls its pods to the new template at once, as its Deployment
+    /// would. Either way the Deployment gets a new ReplicaSet, which starts a rollout of its
+    /// status (`getNewReplicaSet`); at 0 replicas that rollout completes at once.
     ///
     /// # Errors
     /// The platform failed.
@@ -721,9 +419,14 @@ impl<P: Platform, M: MetricSource + Clone> FlaggerController<P, M> {
         if self.target.is_none() {
             self.ensure_revision(&hash, template).await?;
             self.target = Some(hash);
+            // The baseline's target pods are never started: Flagger scales them away.
+            self.target_status.new_replica_set(Instant::now());
+            self.sync_target(Instant::now());
             self.status_written();
-            self.promote_template().await?;
-            self.set_weight(0).await?;
+            if !self.policy.suspend {
+                self.promote_template().await?;
+                self.set_weight(0).await?;
+            }
             let now = Instant::now();
             self.anchor = now;
             self.next_tick = Some(now);
@@ -737,15 +440,16 @@ impl<P: Platform, M: MetricSource + Clone> FlaggerController<P, M> {
         self.reconcile().await?;
         self.ensure_revision(&hash, template).await?;
         let old = self.target.replace(hash.clone());
+        self.target_status.new_replica_set(Instant::now());
         if self.target_replicas > 0 {
             if let Some(old) = old {
                 self.scale(&old, 0).await?;
                 self.target_old.push(old);
             }
             self.scale(&hash, self.target_replicas).await?;
-            self.target_conditions.last_progress = Some(Instant::now());
             self.apply_services().await?;
         }
+        self.sync_target(Instant::now());
         Ok(())
     }
 
@@ -761,6 +465,17 @@ impl<P: Platform, M: MetricSource + Clone> FlaggerController<P, M> {
         }
         let now = Instant::now();
         self.sync_deployments(now).await?;
+        if self.policy.suspend {
+            // `advanceCanary` returns first thing, before `Initialize`.
+            if let Some(due) = self.next_tick
+                && now >= due
+            {
+                self.event(false, "skipping canary run as object is suspended")
+                    .await;
+                self.next_tick = Some(self.after(due, Instant::now()));
+            }
+            return Ok(());
+        }
         if self.status.phase == Phase::Initializing {
             // Checked at every pass rather than every tick (docs/fidelity.md): the bootstrap
             // is not what a scenario measures.
@@ -798,12 +513,13 @@ impl<P: Platform, M: MetricSource + Clone> FlaggerController<P, M> {
     async fn initialize(&mut self, now: Instant) -> Result<(), InfraError> {
         if !self.init_reported && !self.policy.skip_analysis {
             self.init_reported = true;
-            self.event(false, "all the metrics providers are available!");
+            self.event(false, "all the metrics providers are available!")
+                .await;
         }
         if let Err((_, e)) = self.primary_ready(now) {
             if e != self.last_init_warning {
                 self.last_init_warning = e.clone();
-                self.event(true, e);
+                self.event(true, e).await;
             }
             return Ok(());
         }
@@ -811,17 +527,14 @@ impl<P: Platform, M: MetricSource + Clone> FlaggerController<P, M> {
         self.set_weight(0).await?;
         self.sync_status(Phase::Initialized, 0);
         let who = self.who();
-        self.event(false, format!("Initialization done! {who}"));
+        self.event(false, format!("Initialization done! {who}"))
+            .await;
         Ok(())
     }
 
     /// One `advanceCanary` (reference §2.2 steps 6–18).
     async fn tick(&mut self, now: Instant) -> Result<(), InfraError> {
         let (who, target) = (self.who(), self.target_who());
-        if self.policy.suspend {
-            self.event(false, "skipping canary run as object is suspended");
-            return Ok(());
-        }
         let phase = self.status.phase;
         let active = matches!(
             phase,
@@ -844,10 +557,10 @@ impl<P: Platform, M: MetricSource + Clone> FlaggerController<P, M> {
         if !self.policy.skip_analysis
             && let Err((retriable, e)) = self.primary_ready(now)
         {
-            self.event(true, e);
+            self.event(true, e.clone()).await;
             if !retriable {
                 if matches!(phase, Phase::Promoting | Phase::Finalising) {
-                    self.failed_promotion().await?;
+                    self.failed_promotion(&e).await?;
                 } else {
                     self.rollback().await?;
                 }
@@ -864,7 +577,8 @@ impl<P: Platform, M: MetricSource + Clone> FlaggerController<P, M> {
             if !self.confirm_rollout().await {
                 return Ok(());
             }
-            self.event(false, format!("New revision detected! Scaling up {target}"));
+            self.event(false, format!("New revision detected! Scaling up {target}"))
+                .await;
             self.scale_from_zero().await?;
             self.sync_status(Phase::Progressing, 0);
             return Ok(());
@@ -877,13 +591,14 @@ impl<P: Platform, M: MetricSource + Clone> FlaggerController<P, M> {
             self.event(
                 false,
                 format!("New revision detected! Restarting analysis for {target}"),
-            );
+            )
+            .await;
             return Ok(());
         }
 
         let canary_ready = self.canary_ready(now);
         if let Err((retriable, e)) = canary_ready {
-            self.event(true, e);
+            self.event(true, e).await;
             if !retriable {
                 self.rollback().await?;
             }
@@ -898,14 +613,16 @@ impl<P: Platform, M: MetricSource + Clone> FlaggerController<P, M> {
                     "Copying {target} template spec to {}-primary.{}",
                     self.policy.target, self.policy.namespace
                 ),
-            );
+            )
+            .await;
             self.promote_template().await?;
             self.scale_to_zero().await?;
             self.set_phase(Phase::Succeeded);
             self.event(
                 false,
                 format!("Promotion completed! Canary analysis was skipped for {target}"),
-            );
+            )
+            .await;
             self.post_rollout(Phase::Succeeded).await;
             return Ok(());
         }
@@ -915,7 +632,8 @@ impl<P: Platform, M: MetricSource + Clone> FlaggerController<P, M> {
             Phase::Progressing | Phase::Waiting | Phase::WaitingPromotion
         ) && self.rollback_hooks(phase).await
         {
-            self.event(true, format!("Rolling back {who} manual webhook invoked"));
+            self.event(true, format!("Rolling back {who} manual webhook invoked"))
+                .await;
             self.rollback().await?;
             return Ok(());
         }
@@ -928,7 +646,8 @@ impl<P: Platform, M: MetricSource + Clone> FlaggerController<P, M> {
             self.scale_to_zero().await?;
             self.set_phase(Phase::Succeeded);
             self.post_rollout(Phase::Succeeded).await;
-            self.event(false, format!("Promotion completed! Scaling down {target}"));
+            self.event(false, format!("Promotion completed! Scaling down {target}"))
+                .await;
             return Ok(());
         }
 
@@ -940,7 +659,8 @@ impl<P: Platform, M: MetricSource + Clone> FlaggerController<P, M> {
         }
 
         if weight == 0 && self.status.iterations == 0 {
-            self.event(false, format!("Starting canary analysis for {target}"));
+            self.event(false, format!("Starting canary analysis for {target}"))
+                .await;
             if !self.pre_rollout().await {
                 self.failed_check();
                 return Ok(());
@@ -977,7 +697,8 @@ impl<P: Platform, M: MetricSource + Clone> FlaggerController<P, M> {
             self.set_weight(w).await?;
             self.status.canary_weight = w;
             self.status_written();
-            self.event(false, format!("Advance {who} canary weight {w}"));
+            self.event(false, format!("Advance {who} canary weight {w}"))
+                .await;
             return Ok(());
         }
         if !self.confirm_promotion().await {
@@ -990,7 +711,8 @@ impl<P: Platform, M: MetricSource + Clone> FlaggerController<P, M> {
                 "Copying {target} template spec to {}-primary.{}",
                 self.policy.target, self.policy.namespace
             ),
-        );
+        )
+        .await;
         self.promote_template().await?;
         self.set_phase(Phase::Promoting);
         Ok(())
@@ -1000,7 +722,7 @@ impl<P: Platform, M: MetricSource + Clone> FlaggerController<P, M> {
     async fn promotion_shift(&mut self, weight: u32) -> Result<(), InfraError> {
         let step = self.policy.step_weight_promotion;
         if step == 0 {
-            self.event(false, "Routing all traffic to primary");
+            self.event(false, "Routing all traffic to primary").await;
             self.set_weight(0).await?;
             self.set_phase(Phase::Finalising);
             return Ok(());
@@ -1010,7 +732,8 @@ impl<P: Platform, M: MetricSource + Clone> FlaggerController<P, M> {
             let canary = weight.saturating_sub(step);
             self.set_weight(canary).await?;
             let who = self.who();
-            self.event(false, format!("Advance {who} primary weight {primary}"));
+            self.event(false, format!("Advance {who} primary weight {primary}"))
+                .await;
             if primary == 100 {
                 self.set_phase(Phase::Finalising);
             } else {
@@ -1029,231 +752,48 @@ impl<P: Platform, M: MetricSource + Clone> FlaggerController<P, M> {
             self.event(
                 true,
                 format!("Rolling back {who} failed checks threshold reached {n}"),
-            );
+            )
+            .await;
         }
         self.set_weight(0).await?;
-        self.event(true, format!("Canary failed! Scaling down {who}"));
+        self.event(true, format!("Canary failed! Scaling down {who}"))
+            .await;
         self.scale_to_zero().await?;
         self.sync_status(Phase::Failed, 0);
         self.post_rollout(Phase::Failed).await;
         Ok(())
     }
 
-    /// A primary that cannot become ready during the promotion (PR #1931): all traffic to the
-    /// canary, which still runs the new version, and phase Failed.
-    async fn failed_promotion(&mut self) -> Result<(), InfraError> {
+    /// `handleFailedPromotion`: the primary cannot become ready during the promotion, so all
+    /// traffic goes to the canary, the only healthy copy of the new revision, which is not
+    /// scaled down; `SyncStatus(Failed, 100)` records the weight that matches the routing
+    /// (and, as every `SyncStatus`, zeroes the failed checks and iterations and syncs
+    /// `lastAppliedSpec`).
+    async fn failed_promotion(&mut self, not_ready: &str) -> Result<(), InfraError> {
         let target = self.target_who();
+        let failure = format!("Promotion of {target} failed, primary not ready: {not_ready}");
+        self.promotion_failure = failure.clone();
+        self.event(true, failure).await;
         self.set_weight(100).await?;
-        self.event(
-            true,
-            format!("Promotion failed! Routing all traffic to canary {target}"),
-        );
-        self.status.phase = Phase::Failed;
-        self.status.canary_weight = 100;
-        self.status_written();
+        self.sync_status(Phase::Failed, 100);
         self.post_rollout(Phase::Failed).await;
         Ok(())
-    }
-
-    // ---- Hooks and checks -------------------------------------------------------------------
-
-    fn hooks_of(&self, kind: HookType) -> Vec<Webhook> {
-        self.policy.hooks(kind).cloned().collect()
-    }
-
-    async fn confirm_rollout(&mut self) -> bool {
-        let who = self.who();
-        for hook in self.hooks_of(HookType::ConfirmRollout) {
-            if self.call_hook(&hook, self.status.phase).await.is_err() {
-                if self.status.phase != Phase::Waiting {
-                    self.set_phase(Phase::Waiting);
-                    self.event(
-                        true,
-                        format!("Halt {who} advancement waiting for approval {}", hook.name),
-                    );
-                }
-                return false;
-            }
-            self.event(false, format!("Confirm-rollout check {} passed", hook.name));
-        }
-        true
-    }
-
-    async fn pre_rollout(&mut self) -> bool {
-        let who = self.who();
-        for hook in self.hooks_of(HookType::PreRollout) {
-            match self.call_hook(&hook, Phase::Progressing).await {
-                Err(e) => {
-                    self.event(
-                        true,
-                        format!(
-                            "Halt {who} advancement pre-rollout check {} failed {e}",
-                            hook.name
-                        ),
-                    );
-                    return false;
-                }
-                Ok(()) => self.event(false, format!("Pre-rollout check {} passed", hook.name)),
-            }
-        }
-        true
-    }
-
-    async fn post_rollout(&mut self, phase: Phase) {
-        for hook in self.hooks_of(HookType::PostRollout) {
-            match self.call_hook(&hook, phase).await {
-                Err(e) => {
-                    self.event(true, format!("Post-rollout hook {} failed {e}", hook.name));
-                    return;
-                }
-                Ok(()) => self.event(false, format!("Post-rollout check {} passed", hook.name)),
-            }
-        }
-    }
-
-    async fn confirm_traffic_increase(&mut self) -> bool {
-        let who = self.who();
-        for hook in self.hooks_of(HookType::ConfirmTrafficIncrease) {
-            if self.call_hook(&hook, Phase::Progressing).await.is_err() {
-                self.event(
-                    true,
-                    format!(
-                        "Halt {who} advancement waiting for traffic increase approval {}",
-                        hook.name
-                    ),
-                );
-                return false;
-            }
-            self.event(
-                false,
-                format!("Confirm-traffic-increase check {} passed", hook.name),
-            );
-        }
-        true
-    }
-
-    async fn confirm_promotion(&mut self) -> bool {
-        let who = self.who();
-        for hook in self.hooks_of(HookType::ConfirmPromotion) {
-            if self.call_hook(&hook, Phase::Progressing).await.is_err() {
-                if self.status.phase != Phase::WaitingPromotion {
-                    self.set_phase(Phase::WaitingPromotion);
-                    self.event(
-                        true,
-                        format!(
-                            "Halt {who} advancement waiting for promotion approval {}",
-                            hook.name
-                        ),
-                    );
-                } else {
-                    self.status.iterations = -1;
-                    self.status_written();
-                }
-                return false;
-            }
-            self.event(
-                false,
-                format!("Confirm-promotion check {} passed", hook.name),
-            );
-        }
-        true
-    }
-
-    async fn rollback_hooks(&mut self, phase: Phase) -> bool {
-        for hook in self.hooks_of(HookType::Rollback) {
-            if self.call_hook(&hook, phase).await.is_err() {
-                self.event(
-                    false,
-                    format!("Rollback hook {} not signaling a rollback", hook.name),
-                );
-            } else {
-                self.event(true, format!("Rollback check {} passed", hook.name));
-                return true;
-            }
-        }
-        false
-    }
-
-    /// `runAnalysis`: rollout hooks, builtin metrics, template metrics; the first failure ends
-    /// the tick.
-    async fn run_analysis(&mut self) -> bool {
-        let who = self.who();
-        for hook in self.hooks_of(HookType::Rollout) {
-            if let Err(e) = self.call_hook(&hook, Phase::Progressing).await {
-                self.event(
-                    true,
-                    format!(
-                        "Halt {who} advancement external check {} failed {e}",
-                        hook.name
-                    ),
-                );
-                return false;
-            }
-        }
-        let checks: Vec<Check> = self
-            .policy
-            .builtin_checks
-            .iter()
-            .chain(self.policy.template_checks.iter())
-            .cloned()
-            .collect();
-        for check in &checks {
-            if !self.run_check(check).await {
-                return false;
-            }
-        }
-        true
-    }
-
-    async fn run_check(&mut self, check: &Check) -> bool {
-        let measured = self.metrics.measure(&check.query, QUERY_TIMEOUT).await;
-        let reading = Reading::from_measurement(measured);
-        let verdict = judge(
-            check,
-            &reading,
-            &self.policy.name,
-            &self.policy.namespace,
-            &self.policy.target,
-        );
-        let (value, shown) = match &reading {
-            Reading::Value(v) => (Some(*v), format!("{v}")),
-            Reading::NoValues => (None, checks::NO_VALUES.to_string()),
-            Reading::Error(e) => (None, format!("error: {e}")),
-        };
-        self.timeline.emit(
-            Source::Analysis,
-            "measurement",
-            format!(
-                "{}: {shown} ({})",
-                check.metric,
-                if verdict.is_ok() { "pass" } else { "fail" }
-            ),
-            serde_json::json!({
-                "metric": check.metric,
-                "query": check.query,
-                "value": value,
-                "reading": shown,
-                "passed": verdict.is_ok(),
-            }),
-        );
-        match verdict {
-            Ok(()) => true,
-            Err(msg) => {
-                self.event(true, msg);
-                false
-            }
-        }
     }
 
     // ---- For drivers and scenarios ----------------------------------------------------------
 
     /// The decision a scenario waits for: promoted (Succeeded, or the bootstrap's Initialized),
     /// rolled back (Failed), paused (WaitingPromotion). None while a new revision waits to be
-    /// noticed.
+    /// noticed. A failed promotion is Failed with all traffic on the canary (`canaryWeight`
+    /// 100, as `handleFailedPromotion` writes it): the new version serves every user, so the
+    /// outcome is not a rollback; it reads as promoted, and the status line says it failed.
     pub fn decision(&self) -> Option<Decision> {
         let pending = self.changed();
         match self.status.phase {
             Phase::Initialized | Phase::Succeeded if !pending => Some(Decision::Promoted),
+            Phase::Failed if !pending && self.status.canary_weight == 100 => {
+                Some(Decision::Promoted)
+            }
             Phase::Failed if !pending => Some(Decision::RolledBack),
             Phase::WaitingPromotion => Some(Decision::Paused),
             _ => None,
@@ -1278,8 +818,14 @@ impl<P: Platform, M: MetricSource + Clone> FlaggerController<P, M> {
         self.next_tick
     }
 
-    /// `Phase: last event`.
+    /// `Phase: last event`; after a failed promotion, its reason and where the traffic went.
     pub fn status_line(&self) -> String {
+        if self.status.phase == Phase::Failed && self.status.canary_weight == 100 {
+            return format!(
+                "Failed, all traffic on the canary: {}",
+                self.promotion_failure
+            );
+        }
         if self.message.is_empty() {
             self.status.phase.to_string()
         } else {
@@ -1298,9 +844,7 @@ impl<P: Platform, M: MetricSource + Clone> FlaggerController<P, M> {
     }
 }
 
-impl<P: Platform, M: MetricSource + Clone> crate::controller::Controller
-    for FlaggerController<P, M>
-{
+impl<P: Platform, M: Provider + Clone> crate::controller::Controller for FlaggerController<P, M> {
     type Platform = P;
 
     async fn apply_template(

@@ -228,16 +228,22 @@ pub fn fastest(p: &FlaggerPolicy) -> (Option<Duration>, Option<Duration>, Option
     }
     let i = p.interval;
     let ticks = |n: u64| i.saturating_mul(u32::try_from(n).unwrap_or(u32::MAX));
-    // A canary that never becomes ready: rolled back at the first tick past the deadline,
-    // counted from the scale-up at T1.
-    let deadline = p.progress_deadline.min(p.deployment_progress_deadline);
-    let by_deadline = if i.is_zero() {
-        deadline
+    // A canary that never becomes ready: rolled back at the first tick past the Canary's
+    // deadline, counted from the scale-up at T1, when its Deployment's `Available` turns
+    // False. The Deployment's own deadline never applies: Kubernetes does not estimate the
+    // progress of a Deployment scaled up from zero (`syncRolloutStatus`). With maxUnavailable
+    // at the replicas, `Available` never turns False, and the wait never ends.
+    let by_deadline = if p.max_unavailable >= p.replicas.max(1) {
+        None
+    } else if i.is_zero() {
+        Some(p.progress_deadline)
     } else {
-        ticks((deadline.as_nanos() / i.as_nanos()) as u64 + 1)
+        Some(ticks(
+            (p.progress_deadline.as_nanos() / i.as_nanos()) as u64 + 1,
+        ))
     };
     if p.skip_analysis {
-        return (Some(ticks(1)), Some(by_deadline), None);
+        return (Some(ticks(1)), by_deadline, None);
     }
     let weights = p.weight_sequence();
     let promoted = match weights.last() {
@@ -252,10 +258,11 @@ pub fn fastest(p: &FlaggerPolicy) -> (Option<Duration>, Option<Duration>, Option
         }
         _ => None,
     };
+    let earliest = |a: Option<Duration>, b: Duration| Some(a.map_or(b, |a| a.min(b)));
     let mut rolled_back = by_deadline;
     if p.has_hooks(HookType::Rollback) {
         // At T2, the first tick with the canary ready.
-        rolled_back = rolled_back.min(ticks(1));
+        rolled_back = earliest(rolled_back, ticks(1));
     }
     if p.can_fail_checks() {
         // Failures at consecutive ticks from the first checked one (T2 with pre-rollout
@@ -265,13 +272,13 @@ pub fn fastest(p: &FlaggerPolicy) -> (Option<Duration>, Option<Duration>, Option
         } else {
             2
         };
-        rolled_back = rolled_back.min(ticks(first + u64::from(p.threshold)));
+        rolled_back = earliest(rolled_back, ticks(first + u64::from(p.threshold)));
     }
     let paused = match (&promoted, p.has_hooks(HookType::ConfirmPromotion)) {
         (Some(_), true) => Some(ticks(weights.len() as u64 + 1)),
         _ => None,
     };
-    (promoted, Some(rolled_back), paused)
+    (promoted, rolled_back, paused)
 }
 
 #[cfg(test)]
@@ -319,6 +326,13 @@ mod tests {
         assert_eq!(promoted, Some(secs(70)));
         // No check can fail: only the progress deadline (600 s) rolls back.
         assert_eq!(rolled_back, Some(secs(610)));
+        // The Deployment's own deadline never applies to a canary scaled up from zero.
+        p.deployment_progress_deadline = secs(60);
+        assert_eq!(fastest(&p).1, Some(secs(610)));
+        // Nor does the Canary's when every replica may be unavailable.
+        p.max_unavailable = 2;
+        assert_eq!(fastest(&p).1, None);
+        p.max_unavailable = 0;
         assert_eq!(paused, None);
         p.builtin_checks.push(Check {
             metric: "request-success-rate".into(),

@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::webhooks::{BoxFuture, Loadtester};
+use super::webhooks::BoxFuture;
 use super::*;
-use crate::cluster::{PodStatus, Probe, ReplicaCounts};
-use crate::controller::expr::MetricValue;
+use crate::cluster::{CanaryRoute, PodStatus, Probe, ReplicaCounts};
+use crate::prom::{QueryValue, Sample};
 
 // ---- Fakes ------------------------------------------------------------------------------
 
@@ -96,7 +96,20 @@ impl Platform for FakePlatform {
 /// Answers queries by the first rule whose key the query contains: each rule is a queue of
 /// answers, the last repeated once the others are used. Unmatched queries get 0. Every query
 /// is logged, and so is every webhook call, in one shared log to check the order.
-type Answers = VecDeque<Result<MetricValue, String>>;
+type Answers = VecDeque<Result<QueryValue, String>>;
+
+/// An instant vector with one series per value.
+fn vector(values: &[f64]) -> Result<QueryValue, String> {
+    Ok(QueryValue::Vector(
+        values
+            .iter()
+            .map(|v| Sample {
+                metric: BTreeMap::new(),
+                value: *v,
+            })
+            .collect(),
+    ))
+}
 
 #[derive(Clone, Default)]
 struct Script {
@@ -105,13 +118,13 @@ struct Script {
 }
 
 impl Script {
-    fn set(&self, key: &str, answers: Vec<Result<MetricValue, String>>) {
+    fn set(&self, key: &str, answers: Vec<Result<QueryValue, String>>) {
         let mut rules = self.rules.lock().unwrap();
         rules.retain(|(k, _)| k != key);
         rules.push((key.to_string(), answers.into()));
     }
     fn value(&self, key: &str, v: f64) {
-        self.set(key, vec![Ok(MetricValue::Vector(vec![v]))]);
+        self.set(key, vec![vector(&[v])]);
     }
     fn log(&self) -> Vec<String> {
         self.log.lock().unwrap().clone()
@@ -124,8 +137,8 @@ impl Script {
     }
 }
 
-impl MetricSource for Script {
-    async fn measure(&self, query: &str, _: Duration) -> Result<MetricValue, String> {
+impl Provider for Script {
+    async fn run_query(&self, query: &str, _: Duration) -> Result<QueryValue, String> {
         self.log.lock().unwrap().push(format!("query {query}"));
         let mut rules = self.rules.lock().unwrap();
         for (k, answers) in rules.iter_mut() {
@@ -137,16 +150,17 @@ impl MetricSource for Script {
                 };
             }
         }
-        Ok(MetricValue::Vector(vec![0.0]))
+        vector(&[0.0])
     }
 }
 
 /// Webhooks: the loadtester's paths go to the controller's loadtester; other URLs answer with
-/// scripted statuses (200 unless told).
+/// scripted statuses (200 unless told), after a scripted delay (none unless told).
 struct Hooks {
     base: String,
     loadtester: Loadtester,
     statuses: Mutex<BTreeMap<String, u16>>,
+    delays: Mutex<BTreeMap<String, Duration>>,
     log: Arc<Mutex<Vec<String>>>,
     payloads: Mutex<Vec<Payload>>,
 }
@@ -157,10 +171,10 @@ impl Transport for Hooks {
         url: &'a str,
         payload: &'a Payload,
         _: Duration,
-    ) -> BoxFuture<'a, Result<(u16, String), String>> {
+    ) -> BoxFuture<'a, Result<Reply, String>> {
         self.log.lock().unwrap().push(format!("hook {url}"));
         self.payloads.lock().unwrap().push(payload.clone());
-        let answer = match url.strip_prefix(&self.base) {
+        let (status, body) = match url.strip_prefix(&self.base) {
             Some(path) => self
                 .loadtester
                 .handle(path, &serde_json::to_vec(payload).unwrap()),
@@ -169,7 +183,13 @@ impl Transport for Hooks {
                 (s, format!("status {s}"))
             }
         };
-        Box::pin(async move { Ok(answer) })
+        let delay = self.delays.lock().unwrap().get(url).copied();
+        Box::pin(async move {
+            if let Some(d) = delay {
+                tokio::time::sleep(d).await;
+            }
+            Ok(Reply::new(status, body))
+        })
     }
 }
 
@@ -283,6 +303,7 @@ async fn initialized(p: FlaggerPolicy) -> World {
         base: c.gates().base_url().to_string(),
         loadtester: c.gates().loadtester().clone(),
         statuses: Mutex::default(),
+        delays: Mutex::default(),
         log: script.log.clone(),
         payloads: Mutex::default(),
     });
@@ -512,15 +533,10 @@ async fn the_threshold_is_checked_at_the_start_of_the_next_tick() {
 #[tokio::test(start_paused = true)]
 async fn failed_checks_are_cumulative_and_no_values_found_is_a_failure() {
     let mut w = released(policy()).await;
-    let ok = || Ok(MetricValue::Vector(vec![100.0]));
+    let ok = || vector(&[100.0]);
     w.script.set(
         "success-rate-query",
-        vec![
-            Ok(MetricValue::Vector(vec![])),
-            ok(),
-            ok(),
-            Ok(MetricValue::Vector(vec![f64::NAN])),
-        ],
+        vec![vector(&[]), ok(), ok(), vector(&[f64::NAN])],
     );
     let (d, t) = drive(&mut w.c, secs(3600)).await.unwrap();
     assert_eq!(d, Decision::RolledBack);
@@ -940,4 +956,229 @@ async fn confirm_traffic_increase_holds_the_weight_without_failing_checks() {
     next_tick(&mut w.c).await;
     assert_eq!(w.c.weight(), 1);
     assert!(events(&w.tl).contains(&"Confirm-traffic-increase check more passed".to_string()));
+}
+
+// ---- Decided as upstream decides (issue 13) ---------------------------------------------
+
+/// A matrix of one series whose samples would pass the check.
+fn matrix() -> Result<QueryValue, String> {
+    Ok(QueryValue::Matrix(vec![crate::prom::Series {
+        metric: BTreeMap::new(),
+        values: vec![(1.0, 0.0), (2.0, 0.0)],
+    }]))
+}
+
+#[tokio::test(start_paused = true)]
+async fn run_metric_checks_fails_every_tick_on_a_matrix() {
+    let mut p = policy();
+    p.builtin_checks.clear();
+    p.template_checks = vec![templated("restarts", 0.0)];
+    let mut w = released(p).await;
+    w.script.set("restarts-query", vec![matrix()]);
+    let (d, t) = drive(&mut w.c, secs(3600)).await.unwrap();
+    assert_eq!(d, Decision::RolledBack);
+    // T3 and T4 fail (threshold 2), T5 rolls back: the weight never passes 1.
+    assert_eq!(t, secs(5 * 60));
+    assert_eq!(w.platform.weights(), [0, 1, 0]);
+    let refused = "Metric query failed for restarts: query returned multiple values";
+    assert_eq!(events(&w.tl).iter().filter(|e| *e == refused).count(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn handle_new_task_fails_a_rollout_hook_whose_cmd_task_has_no_cmd() {
+    let mut p = policy();
+    let mut load = hook(
+        "load",
+        HookType::Rollout,
+        HookTarget::Loadtester("/".into()),
+    );
+    load.metadata = BTreeMap::from([
+        ("type".to_string(), "cmd".to_string()),
+        ("command".to_string(), "hey -z 1m http://app/".to_string()),
+    ]);
+    p.webhooks = vec![load];
+    let mut w = released(p).await;
+    let (d, t) = drive(&mut w.c, secs(3600)).await.unwrap();
+    assert_eq!(d, Decision::RolledBack);
+    assert_eq!(t, secs(5 * 60));
+    assert_eq!(w.platform.weights(), [0, 1, 0]);
+    assert!(
+        events(&w.tl).contains(
+            &"Halt app.default advancement external check load failed cmd not found in metadata"
+                .to_string()
+        )
+    );
+    assert_eq!(w.script.queries(), 0, "the hook fails first: no query runs");
+}
+
+#[tokio::test(start_paused = true)]
+async fn sync_rollout_status_leaves_a_canary_scaled_from_zero_to_the_canarys_deadline() {
+    let mut p = policy();
+    p.progress_deadline = secs(600);
+    p.deployment_progress_deadline = secs(60);
+    let mut w = released(p).await;
+    w.platform.break_revision(&v("v2"));
+    let (d, t) = drive(&mut w.c, secs(3600)).await.unwrap();
+    assert_eq!(d, Decision::RolledBack);
+    // Scaled up at T1 (60 s). Kubernetes never marks it ProgressDeadlineExceeded, so the
+    // Deployment's 60 s do not count; `Available` has been False for more than the Canary's
+    // 600 s at T12 (720 s), the first tick past 660 s.
+    assert_eq!(t, secs(12 * 60));
+    let ev = events(&w.tl);
+    assert!(
+        !ev.iter()
+            .any(|e| e.contains("exceeded its progress deadline")),
+        "{ev:?}"
+    );
+    let not_ready = "canary deployment app.default not ready: waiting for rollout to finish: 0 of \
+                     2 (readyThreshold 100%) updated replicas are available";
+    assert_eq!(ev.iter().filter(|e| *e == not_ready).count(), 11);
+    // The budget's lower bound follows the same rule (from the detection, at T1).
+    let mut unchecked = w.c.policy().clone();
+    unchecked.builtin_checks.clear();
+    assert_eq!(fastest(&unchecked).1, Some(secs(11 * 60)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn calculate_status_decides_by_max_unavailable_whether_a_never_ready_canary_times_out() {
+    let mut p = policy();
+    p.progress_deadline = secs(120);
+    // What `MaxUnavailable` gives a Recreate Deployment.
+    p.max_unavailable = 0;
+    p.replicas = 1;
+    let mut w = released(p.clone()).await;
+    w.platform.break_revision(&v("v2"));
+    let (d, t) = drive(&mut w.c, secs(3600)).await.unwrap();
+    assert_eq!(d, Decision::RolledBack);
+    assert_eq!(t, secs(4 * 60));
+    // With every replica allowed to be unavailable, `Available` never turns False: Flagger
+    // waits for ever.
+    p.max_unavailable = 1;
+    let mut w = released(p).await;
+    w.platform.break_revision(&v("v2"));
+    assert_eq!(drive(&mut w.c, secs(3600)).await, None);
+    assert_eq!(
+        fastest(w.c.policy()).1,
+        Some(secs(4 * 60)),
+        "the checks still can"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn handle_failed_promotion_routes_all_traffic_to_the_canary_and_syncs_the_status() {
+    let mut p = policy();
+    p.threshold = 3;
+    // The Canary's deadline is shorter than the Deployment's: during the primary's rollout the
+    // old primary pods keep `Available` True, so only `ProgressDeadlineExceeded` ends it.
+    p.progress_deadline = secs(60);
+    p.deployment_progress_deadline = secs(120);
+    p.webhooks = vec![hook(
+        "notify",
+        HookType::PostRollout,
+        HookTarget::Url("http://notify/".into()),
+    )];
+    let mut w = released(p).await;
+    let ok = || vector(&[100.0]);
+    w.script
+        .set("success-rate-query", vec![vector(&[50.0]), ok(), ok()]);
+    w.platform.break_revision(&primary_hash(&v("v2")));
+    let (d, t) = drive(&mut w.c, secs(3600)).await.unwrap();
+    // One failed check at T3 delays each step a tick: promoted to the primary at T7 (420 s),
+    // not ready at T8 and T9 (retriable), past the Deployment's 120 s at T10.
+    assert_eq!(t, secs(10 * 60));
+    assert_eq!(
+        d,
+        Decision::Promoted,
+        "all traffic ends on the new version: no rollback"
+    );
+    let s = w.c.status().clone();
+    assert_eq!(s.phase, Phase::Failed);
+    assert_eq!(
+        (s.canary_weight, s.failed_checks, s.iterations),
+        (100, 0, 0)
+    );
+    assert_eq!(s.last_applied_spec, "v2");
+    assert_eq!(w.c.weight(), 100);
+    assert_eq!(w.platform.desired(&v("v2")), 2, "the canary keeps serving");
+    let ev = events(&w.tl);
+    let not_ready =
+        "app-primary.default not ready: deployment \"app-primary\" exceeded its progress deadline";
+    assert_eq!(
+        &ev[ev.len() - 3..],
+        [
+            not_ready.to_string(),
+            format!("Promotion of app.default failed, primary not ready: {not_ready}"),
+            "Post-rollout check notify passed".to_string(),
+        ]
+    );
+    let payloads = w.hooks.payloads.lock().unwrap();
+    assert_eq!(payloads.last().unwrap().phase, "Failed");
+    assert!(
+        w.c.status_line()
+            .starts_with("Failed, all traffic on the canary: Promotion of app.default failed"),
+        "{}",
+        w.c.status_line()
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn send_event_to_webhook_blocks_the_tick() {
+    let mut p = policy();
+    p.webhooks = vec![hook(
+        "events",
+        HookType::Event,
+        HookTarget::Url("http://events/".into()),
+    )];
+    let mut w = released(p).await;
+    w.hooks
+        .delays
+        .lock()
+        .unwrap()
+        .insert("http://events/".into(), secs(3));
+    let due = w.c.next_tick().unwrap();
+    next_tick(&mut w.c).await;
+    // T1 records one event ("New revision detected! ..."), and waits for its webhook.
+    assert_eq!(Instant::now() - due, secs(3));
+    assert_eq!(w.c.status().phase, Phase::Progressing);
+    let log = w.script.log();
+    assert_eq!(log.last().map(String::as_str), Some("hook http://events/"));
+    // T2 records two ("Starting canary analysis", "Advance ... weight 1"): 6 s, and the
+    // weight is set between them.
+    let due = w.c.next_tick().unwrap();
+    next_tick(&mut w.c).await;
+    assert_eq!(Instant::now() - due, secs(6));
+    assert_eq!(w.c.weight(), 1);
+    // The ticker keeps its grid.
+    assert_eq!(w.c.next_tick(), Some(due + secs(60)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn advance_canary_returns_before_initialize_when_suspended() {
+    let mut p = policy();
+    p.suspend = true;
+    let platform = FakePlatform::default();
+    let tl = Timeline::new();
+    let mut c = FlaggerController::new(p, platform.clone(), Script::default(), tl.clone()).unwrap();
+    c.apply_template(v("v1"), template("1.0.0")).await.unwrap();
+    for _ in 0..3 {
+        next_tick(&mut c).await;
+    }
+    assert_eq!(c.status().phase, Phase::Initializing);
+    assert_eq!(c.decision(), None);
+    assert_eq!(
+        c.primary_revision(),
+        None,
+        "no primary Deployment is created"
+    );
+    assert_eq!(platform.desired(&primary_hash(&v("v1"))), 0);
+    assert_eq!(
+        platform.weights(),
+        Vec::<u32>::new(),
+        "no canary Ingress either"
+    );
+    assert_eq!(
+        events(&tl),
+        ["skipping canary run as object is suspended"; 3],
+        "one event per tick, nothing else"
+    );
 }

@@ -1,25 +1,15 @@
-//! Flagger's webhooks (reference §1.6, `pkg/controller/webhook.go`): a JSON POST with the
-//! canary's name, namespace, phase and checksum plus the hook's metadata; success iff the status
-//! is at most 202; go-retryablehttp's retries (connection errors, 5xx except 501, 429) with its
-//! back-off; the response body as the error text.
-//!
-//! The loadtester (`ghcr.io/fluxcd/flagger-loadtester`, reference §1.6) is emulated in process:
-//! [`Loadtester`] answers its gate endpoints (`/gate/check|open|close|approve|halt`,
-//! `/rollback/check|open|close`) and accepts `cmd` tasks, and [`GateServer`] serves it over HTTP
-//! on 127.0.0.1, so hooks really travel as HTTP POSTs. A Canary's webhook whose host is the
-//! loadtester Service (`flagger-loadtester`, `flagger-loadtester.<namespace>`, ...) is sent to
-//! that server with the same path: the URL a user writes for a cluster works unchanged here.
+//! Flagger's webhooks (reference §1.6, `pkg/controller/webhook.go` `callWebhook`): a JSON POST
+//! with the canary's name, namespace, phase and checksum plus the hook's metadata; success iff
+//! the final status is at most 202; the response body as the error text. The POST goes through
+//! go-retryablehttp v0.7.8 (`Client.Do`) as Flagger configures it: `RetryMax = retries`, the
+//! default `DefaultRetryPolicy` and `DefaultBackoff`, `HTTPClient.Timeout = timeout` per attempt.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
-
-use crate::cluster::InfraError;
-use crate::timeline::{Source, Timeline};
 
 /// `CanaryWebhookPayload`. Missing fields read as empty, as Go's decoder leaves them (a
 /// `curl -d '{"name":...,"namespace":...}'` to `/gate/open` works).
@@ -39,17 +29,37 @@ pub struct Payload {
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// One HTTP POST: the status and body, or the transport error's text.
+/// An HTTP answer, as far as the retry loop reads it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Reply {
+    pub status: u16,
+    pub body: String,
+    /// The first `Retry-After` header, as sent.
+    pub retry_after: Option<String>,
+}
+
+impl Reply {
+    pub fn new(status: u16, body: impl Into<String>) -> Reply {
+        Reply {
+            status,
+            body: body.into(),
+            retry_after: None,
+        }
+    }
+}
+
+/// One HTTP POST: the answer, or the transport error's text.
 pub trait Transport: Send + Sync {
     fn post<'a>(
         &'a self,
         url: &'a str,
         payload: &'a Payload,
         timeout: Duration,
-    ) -> BoxFuture<'a, Result<(u16, String), String>>;
+    ) -> BoxFuture<'a, Result<Reply, String>>;
 }
 
-/// Real HTTP with reqwest.
+/// Real HTTP with reqwest. A zero timeout is none, as Go's `http.Client.Timeout` reads it
+/// (`timeout: 0s` matches the CRD's pattern).
 #[derive(Clone)]
 pub struct HttpTransport {
     client: reqwest::Client,
@@ -71,15 +81,13 @@ impl Transport for HttpTransport {
         url: &'a str,
         payload: &'a Payload,
         timeout: Duration,
-    ) -> BoxFuture<'a, Result<(u16, String), String>> {
+    ) -> BoxFuture<'a, Result<Reply, String>> {
         Box::pin(async move {
-            let sent = self
-                .client
-                .post(url)
-                .timeout(timeout)
-                .json(payload)
-                .send()
-                .await;
+            let mut request = self.client.post(url).json(payload);
+            if !timeout.is_zero() {
+                request = request.timeout(timeout);
+            }
+            let sent = request.send().await;
             let resp = match sent {
                 Ok(r) => r,
                 Err(e) if e.is_timeout() => {
@@ -91,20 +99,33 @@ impl Transport for HttpTransport {
                 Err(e) => return Err(format!("Post \"{url}\": {e}")),
             };
             let status = resp.status().as_u16();
+            let retry_after = resp
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
             let body = resp
                 .text()
                 .await
                 .map_err(|e| format!("error reading body: {e}"))?;
-            Ok((status, body))
+            Ok(Reply {
+                status,
+                body,
+                retry_after,
+            })
         })
     }
 }
 
-/// `callWebhook`: the POST with go-retryablehttp's `RetryMax = retries`; `Ok` iff the final
-/// status is at most 202.
+/// `callWebhook` over go-retryablehttp's `Client.Do`: up to `retries` retries of what
+/// `DefaultRetryPolicy` retries, `DefaultBackoff` apart; `Ok` iff the final status is at most
+/// 202.
 ///
 /// # Errors
-/// The response body for a status above 202, or go-retryablehttp's "giving up" text.
+/// The response body for a final status above 202; go-retryablehttp's "giving up" text when
+/// the retries run out. `DefaultRetryPolicy` drops the reason it retried a status (it returns
+/// `shouldRetry, nil`), so after 5xx or 429 answers the text ends at "attempt(s)"; after
+/// transport errors it carries the last one.
 pub async fn call(
     transport: &dyn Transport,
     url: &str,
@@ -112,275 +133,154 @@ pub async fn call(
     timeout: Duration,
     retries: u32,
 ) -> Result<(), String> {
-    let mut attempt = 0u32;
+    let mut i = 0u32;
     loop {
-        attempt += 1;
         let outcome = transport.post(url, payload, timeout).await;
-        let (retry, transport_error) = match &outcome {
-            Ok((status, _)) => (*status == 429 || (*status >= 500 && *status != 501), None),
-            Err(e) => (true, Some(e.clone())),
+        let retry = match &outcome {
+            Ok(reply) => should_retry(reply.status),
+            Err(_) => true,
         };
-        if !retry {
-            let (status, body) = outcome.unwrap_or_default();
-            return if status > 202 { Err(body) } else { Ok(()) };
-        }
-        if attempt > retries {
-            return Err(match transport_error {
-                Some(e) => format!("POST {url} giving up after {attempt} attempt(s): {e}"),
-                None => format!("POST {url} giving up after {attempt} attempt(s)"),
-            });
-        }
-        // DefaultBackoff: 1 s doubled per attempt, at most 30 s.
-        let wait = Duration::from_secs(1u64 << (attempt - 1).min(5)).min(Duration::from_secs(30));
-        tokio::time::sleep(wait).await;
-    }
-}
-
-// ---- The loadtester ---------------------------------------------------------------------
-
-/// The loadtester's state: opened gates (`<canary>.<namespace>`, `rollback.<canary>.<namespace>`)
-/// and the `cmd` tasks already reported as not run.
-#[derive(Clone)]
-pub struct Loadtester {
-    gates: Arc<Mutex<BTreeSet<String>>>,
-    noted: Arc<Mutex<BTreeSet<String>>>,
-    timeline: Timeline,
-}
-
-impl Loadtester {
-    pub fn new(timeline: Timeline) -> Loadtester {
-        Loadtester {
-            gates: Arc::default(),
-            noted: Arc::default(),
-            timeline,
-        }
-    }
-
-    pub fn open(&self, name: &str) {
-        self.gates
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(name.to_string());
-    }
-
-    pub fn close(&self, name: &str) {
-        self.gates
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(name);
-    }
-
-    pub fn is_open(&self, name: &str) -> bool {
-        self.gates
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .contains(name)
-    }
-
-    /// The loadtester's answer to a request at `path` with `body` (`pkg/loadtester/server.go`).
-    pub fn handle(&self, path: &str, body: &[u8]) -> (u16, String) {
-        match path {
-            "/healthz" | "/gate/approve" => return (200, "OK".into()),
-            "/gate/halt" => return (403, "Forbidden".into()),
-            _ => {}
-        }
-        let Ok(payload) = serde_json::from_slice::<Payload>(body) else {
-            return (400, String::new());
-        };
-        let canary = format!("{}.{}", payload.name, payload.namespace);
-        let rollback = format!("rollback.{canary}");
-        let check = |key: &str| {
-            if self.is_open(key) {
-                (200, "Approved".to_string())
-            } else {
-                (403, "Forbidden".to_string())
-            }
-        };
-        match path {
-            "/gate/check" => check(&canary),
-            "/gate/open" => {
-                self.open(&canary);
-                (202, String::new())
-            }
-            "/gate/close" => {
-                self.close(&canary);
-                (202, String::new())
-            }
-            "/rollback/check" => check(&rollback),
-            "/rollback/open" => {
-                self.open(&rollback);
-                (202, String::new())
-            }
-            "/rollback/close" => {
-                self.close(&rollback);
-                (202, String::new())
-            }
-            // Every other path is the task endpoint (Go's mux routes "/" as a catch-all).
-            _ => self.task(&payload, &canary),
-        }
-    }
-
-    fn task(&self, payload: &Payload, canary: &str) -> (u16, String) {
-        if payload.metadata.is_empty() {
-            return (400, "metadata not found in payload".into());
-        }
-        let kind = payload
-            .metadata
-            .get("type")
-            .map(String::as_str)
-            .unwrap_or("cmd");
-        if kind != "cmd" {
-            // Validation refuses these; a Canary built by hand can still send them.
-            return (
-                500,
-                format!("the local loadtester does not run `{kind}` tasks"),
-            );
-        }
-        // `cmd` tasks are asynchronous: accepted at once. Load comes from the scenario.
-        let cmd = payload.metadata.get("cmd").cloned().unwrap_or_default();
-        let first = self
-            .noted
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(format!("{canary}/{cmd}"));
-        if first {
-            self.timeline.emit(
-                Source::Harness,
-                "loadtester",
-                format!(
-                    "loadtester task accepted but not run locally (the scenario's load replaces \
-                     it): {cmd}"
-                ),
-                serde_json::json!({"canary": canary, "cmd": cmd}),
-            );
-        }
-        (202, String::new())
-    }
-}
-
-/// What a scenario holds to open and close the loadtester's gates.
-#[derive(Clone)]
-pub struct GateHandle {
-    base_url: String,
-    loadtester: Loadtester,
-}
-
-impl GateHandle {
-    /// `http://127.0.0.1:<port>`: the loadtester's address; `/gate/open` etc. work over HTTP too.
-    pub fn base_url(&self) -> &str {
-        &self.base_url
-    }
-
-    /// Opens a gate by its loadtester key: `<canary>.<namespace>` for `/gate/check`
-    /// (confirm-rollout, confirm-promotion, ...), `rollback.<canary>.<namespace>` for
-    /// `/rollback/check`.
-    pub fn open(&self, name: &str) {
-        self.loadtester.open(name);
-    }
-
-    pub fn close(&self, name: &str) {
-        self.loadtester.close(name);
-    }
-
-    pub fn is_open(&self, name: &str) -> bool {
-        self.loadtester.is_open(name)
-    }
-
-    pub fn loadtester(&self) -> &Loadtester {
-        &self.loadtester
-    }
-}
-
-/// The loadtester served on 127.0.0.1; stops when dropped.
-pub struct GateServer {
-    handle: GateHandle,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl GateServer {
-    /// Binds 127.0.0.1 on a free port and serves the loadtester there. Needs a tokio runtime.
-    ///
-    /// # Errors
-    /// The port cannot be bound.
-    pub fn start(timeline: Timeline) -> Result<GateServer, InfraError> {
-        let std_listener = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.set_nonblocking(true).map(|_| l))
-            .map_err(InfraError::io("binding the loadtester's port"))?;
-        let addr = std_listener
-            .local_addr()
-            .map_err(InfraError::io("the loadtester's address"))?;
-        let listener = tokio::net::TcpListener::from_std(std_listener)
-            .map_err(InfraError::io("the loadtester's listener"))?;
-        let loadtester = Loadtester::new(timeline);
-        let served = loadtester.clone();
-        let app =
-            axum::Router::new().fallback(move |uri: axum::http::Uri, body: axum::body::Bytes| {
-                let lt = served.clone();
-                async move {
-                    let (status, text) = lt.handle(uri.path(), &body);
-                    (
-                        axum::http::StatusCode::from_u16(status)
-                            .unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR),
-                        text,
-                    )
+        if !retry || retries <= i {
+            let attempts = i + 1;
+            return match outcome {
+                Ok(reply) if !retry => {
+                    if reply.status > 202 {
+                        Err(reply.body)
+                    } else {
+                        Ok(())
+                    }
                 }
-            });
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        Ok(GateServer {
-            handle: GateHandle {
-                base_url: format!("http://{addr}"),
-                loadtester,
-            },
-            task,
-        })
-    }
-
-    pub fn handle(&self) -> &GateHandle {
-        &self.handle
+                Ok(_) => Err(format!("POST {url} giving up after {attempts} attempt(s)")),
+                Err(e) => Err(format!(
+                    "POST {url} giving up after {attempts} attempt(s): {e}"
+                )),
+            };
+        }
+        tokio::time::sleep(backoff(i, outcome.as_ref().ok(), SystemTime::now())).await;
+        i += 1;
     }
 }
 
-impl Drop for GateServer {
-    fn drop(&mut self) {
-        self.task.abort();
+/// `baseRetryPolicy` for an answer: 429, and 5xx except 501 (and the invalid 0).
+fn should_retry(status: u16) -> bool {
+    status == 429 || status == 0 || (status >= 500 && status != 501)
+}
+
+/// `DefaultBackoff` with go-retryablehttp's defaults (1 s to 30 s): the `Retry-After` of a 429
+/// or 503 when it parses (uncapped, as upstream), else 1 s doubled per retry, at most 30 s.
+fn backoff(retry: u32, reply: Option<&Reply>, now: SystemTime) -> Duration {
+    if let Some(r) = reply
+        && matches!(r.status, 429 | 503)
+        && let Some(wait) = r.retry_after.as_deref().and_then(|h| retry_after(h, now))
+    {
+        return wait;
     }
+    const MAX: Duration = Duration::from_secs(30);
+    if retry >= 5 {
+        return MAX;
+    }
+    Duration::from_secs(1u64 << retry).min(MAX)
+}
+
+/// `parseRetryAfterHeader`: whole seconds (not negative), or an RFC 1123 date, 0 when it is
+/// past; `None` when the header is empty or neither.
+pub fn retry_after(header: &str, now: SystemTime) -> Option<Duration> {
+    if header.is_empty() {
+        return None;
+    }
+    if let Some(digits) = header.strip_prefix('+').or(Some(header))
+        && !digits.is_empty()
+        && digits.bytes().all(|b| b.is_ascii_digit())
+    {
+        return digits.parse::<u64>().ok().map(Duration::from_secs);
+    }
+    if header.starts_with('-') && header[1..].bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let Ok(secs) = u64::try_from(rfc1123_seconds(header)?) else {
+        return Some(Duration::ZERO);
+    };
+    let at = SystemTime::UNIX_EPOCH + Duration::from_secs(secs);
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+/// Seconds since the epoch of Go's `time.Parse(time.RFC1123, s)`
+/// (`Mon, 02 Jan 2006 15:04:05 MST`); every zone abbreviation reads as UTC, as Go reads one it
+/// does not know (and HTTP dates are GMT).
+fn rfc1123_seconds(s: &str) -> Option<i64> {
+    const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let (weekday, rest) = s.split_once(", ")?;
+    if !DAYS.iter().any(|d| d.eq_ignore_ascii_case(weekday)) {
+        return None;
+    }
+    let fields: Vec<&str> = rest.split(' ').collect();
+    let [day, month, year, clock, zone] = fields.as_slice() else {
+        return None;
+    };
+    let number = |s: &str, len: usize| -> Option<i64> {
+        (s.len() == len && s.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| s.parse().ok())
+            .flatten()
+    };
+    let (day, year) = (number(day, 2)?, number(year, 4)?);
+    let month = MONTHS.iter().position(|m| m.eq_ignore_ascii_case(month))? as i64 + 1;
+    let hms: Vec<i64> = clock
+        .split(':')
+        .map(|p| number(p, 2))
+        .collect::<Option<_>>()?;
+    let [h, m, sec] = hms.as_slice() else {
+        return None;
+    };
+    if zone.len() < 3 || !zone.bytes().all(|b| b.is_ascii_uppercase()) {
+        return None;
+    }
+    if *h > 23 || *m > 59 || *sec > 59 || day == 0 || day > days_in_month(year, month) {
+        return None;
+    }
+    let days = days_from_civil(year, month, day);
+    Some(days * 86_400 + h * 3600 + m * 60 + sec)
+}
+
+fn days_in_month(year: i64, month: i64) -> i64 {
+    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    match month {
+        2 if leap => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// Days from 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm), negative
+/// before it. Years have four digits at most: no overflow.
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (if month > 2 { month - 3 } else { month + 9 }) + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use std::sync::Mutex;
 
-    fn payload(meta: &[(&str, &str)]) -> Payload {
+    use super::*;
+    use crate::controller::flagger::loadtester::GateServer;
+    use crate::timeline::Timeline;
+
+    fn payload() -> Payload {
         Payload {
             name: "podinfo".into(),
             namespace: "test".into(),
             phase: "Progressing".into(),
             checksum: String::new(),
-            metadata: meta
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
+            metadata: BTreeMap::new(),
         }
-    }
-
-    #[test]
-    fn gates_answer_as_the_loadtester_does() {
-        let lt = Loadtester::new(Timeline::new());
-        let body = serde_json::to_vec(&payload(&[])).unwrap();
-        assert_eq!(lt.handle("/gate/check", &body).0, 403);
-        assert_eq!(lt.handle("/gate/open", &body).0, 202);
-        assert_eq!(lt.handle("/gate/check", &body), (200, "Approved".into()));
-        assert!(lt.is_open("podinfo.test"));
-        assert_eq!(lt.handle("/rollback/check", &body).0, 403);
-        lt.open("rollback.podinfo.test");
-        assert_eq!(lt.handle("/rollback/check", &body).0, 200);
-        assert_eq!(lt.handle("/gate/halt", b"").0, 403);
-        assert_eq!(lt.handle("/gate/approve", b"").0, 200);
-        assert_eq!(lt.handle("/", &body).0, 400, "no metadata");
-        let task = serde_json::to_vec(&payload(&[("cmd", "hey -z 1m http://x/")])).unwrap();
-        assert_eq!(lt.handle("/", &task).0, 202);
     }
 
     #[tokio::test]
@@ -388,12 +288,15 @@ mod tests {
         let server = GateServer::start(Timeline::new()).unwrap();
         let base = server.handle().base_url().to_string();
         let http = HttpTransport::default();
-        let p = payload(&[]);
+        let p = payload();
         let t = Duration::from_secs(5);
         let url = format!("{base}/gate/check");
         assert_eq!(call(&http, &url, &p, t, 0).await.unwrap_err(), "Forbidden");
         server.handle().open("podinfo.test");
         call(&http, &url, &p, t, 0).await.unwrap();
+        call(&http, &url, &p, Duration::ZERO, 0)
+            .await
+            .expect("a zero timeout is no timeout");
         // 202 from /gate/close is a success too.
         call(&http, &format!("{base}/gate/close"), &p, t, 0)
             .await
@@ -409,40 +312,141 @@ mod tests {
         );
     }
 
-    struct Statuses(Mutex<Vec<u16>>);
+    /// Answers in order, and records when each POST came.
+    struct Replies {
+        replies: Mutex<Vec<Reply>>,
+        at: Mutex<Vec<tokio::time::Instant>>,
+    }
 
-    impl Transport for Statuses {
+    impl Replies {
+        fn new(replies: Vec<Reply>) -> Replies {
+            Replies {
+                replies: Mutex::new(replies),
+                at: Mutex::default(),
+            }
+        }
+
+        fn statuses(statuses: &[u16]) -> Replies {
+            Replies::new(
+                statuses
+                    .iter()
+                    .map(|s| Reply::new(*s, format!("status {s}")))
+                    .collect(),
+            )
+        }
+
+        /// The waits between consecutive POSTs.
+        fn gaps(&self) -> Vec<Duration> {
+            let at = self.at.lock().unwrap();
+            at.windows(2).map(|w| w[1] - w[0]).collect()
+        }
+    }
+
+    impl Transport for Replies {
         fn post<'a>(
             &'a self,
             _: &'a str,
             _: &'a Payload,
             _: Duration,
-        ) -> BoxFuture<'a, Result<(u16, String), String>> {
-            let s = self.0.lock().unwrap().remove(0);
-            Box::pin(async move { Ok((s, format!("status {s}"))) })
+        ) -> BoxFuture<'a, Result<Reply, String>> {
+            self.at.lock().unwrap().push(tokio::time::Instant::now());
+            let r = self.replies.lock().unwrap().remove(0);
+            Box::pin(async move { Ok(r) })
         }
     }
 
     #[tokio::test(start_paused = true)]
     async fn retries_cover_5xx_and_204_is_a_failure() {
-        let p = payload(&[]);
+        let p = payload();
         let t = Duration::from_secs(1);
-        let s = Statuses(Mutex::new(vec![204]));
+        let s = Replies::statuses(&[204]);
         assert_eq!(call(&s, "u", &p, t, 3).await.unwrap_err(), "status 204");
-        let s = Statuses(Mutex::new(vec![503, 500, 200]));
-        let start = tokio::time::Instant::now();
+        let s = Replies::statuses(&[503, 500, 200]);
         call(&s, "u", &p, t, 2).await.unwrap();
         assert_eq!(
-            start.elapsed(),
-            Duration::from_secs(3),
+            s.gaps(),
+            [Duration::from_secs(1), Duration::from_secs(2)],
             "1 s then 2 s back-off"
         );
-        let s = Statuses(Mutex::new(vec![500]));
-        assert_eq!(
-            call(&s, "http://h/", &p, t, 0).await.unwrap_err(),
-            "POST http://h/ giving up after 1 attempt(s)"
-        );
-        let s = Statuses(Mutex::new(vec![501]));
+        let s = Replies::statuses(&[501]);
         assert_eq!(call(&s, "u", &p, t, 5).await.unwrap_err(), "status 501");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn default_retry_policy_gives_up_without_the_status_in_the_error() {
+        // `DefaultRetryPolicy` returns `(true, nil)` for a 5xx or 429: `Client.Do` then has no
+        // error to wrap, and its text stops at the attempt count.
+        let p = payload();
+        let t = Duration::from_secs(1);
+        for status in [500, 429] {
+            let s = Replies::statuses(&[status, status]);
+            assert_eq!(
+                call(&s, "http://h/", &p, t, 1).await.unwrap_err(),
+                "POST http://h/ giving up after 2 attempt(s)"
+            );
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn default_backoff_honours_retry_after_on_429_and_503() {
+        let p = payload();
+        let t = Duration::from_secs(1);
+        let with = |status: u16, after: &str| Reply {
+            retry_after: Some(after.into()),
+            ..Reply::new(status, "busy")
+        };
+        let s = Replies::new(vec![
+            with(429, "7"),
+            with(503, "45"),
+            // Only 429 and 503 carry a wait the client honours.
+            with(500, "20"),
+            Reply::new(200, ""),
+        ]);
+        call(&s, "u", &p, t, 3).await.unwrap();
+        assert_eq!(
+            s.gaps(),
+            [
+                Duration::from_secs(7),
+                Duration::from_secs(45),
+                Duration::from_secs(4)
+            ],
+            "Retry-After is not capped at 30 s; the third wait is the back-off of retry 2"
+        );
+    }
+
+    #[test]
+    fn parse_retry_after_header_reads_seconds_and_http_dates() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(946_684_799 - 60);
+        assert_eq!(retry_after("120", now), Some(Duration::from_secs(120)));
+        assert_eq!(retry_after("-1", now), None);
+        assert_eq!(retry_after("", now), None);
+        assert_eq!(retry_after("soon", now), None);
+        // 1999-12-31T23:59:59Z is 946684799.
+        assert_eq!(
+            retry_after("Fri, 31 Dec 1999 23:59:59 GMT", now),
+            Some(Duration::from_secs(60))
+        );
+        let later = now + Duration::from_secs(3600);
+        assert_eq!(
+            retry_after("Fri, 31 Dec 1999 23:59:59 GMT", later),
+            Some(Duration::ZERO),
+            "a past date is no wait"
+        );
+        assert_eq!(retry_after("Fri, 31 Feb 1999 23:59:59 GMT", now), None);
+        assert_eq!(
+            retry_after("Sat, 01 Jan 0000 00:00:00 GMT", now),
+            Some(Duration::ZERO),
+            "long past"
+        );
+        assert_eq!(rfc1123_seconds("Thu, 01 Jan 1970 00:00:00 GMT"), Some(0));
+        assert_eq!(
+            rfc1123_seconds("Sat, 01 Jan 0000 00:00:00 GMT"),
+            Some(-62_167_219_200),
+            "before the epoch"
+        );
+        assert_eq!(
+            rfc1123_seconds("Tue, 29 Feb 2000 12:00:00 UTC"),
+            Some(951_825_600)
+        );
     }
 }

@@ -249,27 +249,36 @@ pub static METRIC_TEMPLATE: Shape = Shape::Obj(&[
 /// pattern lets through that Go cannot parse (`10sx`) silently becomes 60 s in Flagger.
 fn crd_duration(v: &Value) -> Result<(), String> {
     let s = v.as_str().unwrap_or_default();
-    let digits = s.bytes().take_while(u8::is_ascii_digit).count();
-    if digits == 0 || !matches!(s.as_bytes().get(digits), Some(b'm' | b's')) {
-        return Err(format!(
-            "{s:?} does not match the CRD's pattern ^[0-9]+(m|s) (e.g. 30s, 1m)"
-        ));
-    }
+    crd_pattern(s, "e.g. 30s, 1m")?;
     parse_go_duration(s).map(drop).map_err(|e| {
         format!("{e}; Flagger would silently use its default instead, so gauntlet refuses it")
     })
 }
 
-/// A webhook timeout: as [`crd_duration`], except that strings shorter than two characters are
-/// Flagger's 10 s default.
-fn webhook_timeout(v: &Value) -> Result<(), String> {
-    if v.as_str().is_some_and(|s| s.len() < 2) {
+/// The CRD's pattern `^[0-9]+(m|s)`: digits then `m` or `s`, anything after (a prefix match).
+fn crd_pattern(s: &str, example: &str) -> Result<(), String> {
+    let digits = s.bytes().take_while(u8::is_ascii_digit).count();
+    if digits == 0 || !matches!(s.as_bytes().get(digits), Some(b'm' | b's')) {
         return Err(format!(
-            "{:?} does not match the CRD's pattern ^[0-9]+(m|s) (e.g. 5s)",
-            v.as_str().unwrap_or_default()
+            "{s:?} does not match the CRD's pattern ^[0-9]+(m|s) ({example})"
         ));
     }
-    crd_duration(v)
+    Ok(())
+}
+
+/// A webhook timeout: the CRD's pattern (no string shorter than two characters matches it, so
+/// only an unset timeout gets `CallWebhook`'s 10 s default), then `time.ParseDuration` in
+/// `callWebhook`, which fails the webhook at every call when Go cannot parse what the pattern
+/// let through.
+fn webhook_timeout(v: &Value) -> Result<(), String> {
+    let s = v.as_str().unwrap_or_default();
+    crd_pattern(s, "e.g. 5s")?;
+    parse_go_duration(s).map(drop).map_err(|e| {
+        format!(
+            "{e}: the CRD's pattern lets it through, but Flagger cannot parse it and fails this \
+             webhook at every call"
+        )
+    })
 }
 
 /// A metric window: rendered into `[{{ interval }}]`, so it must be a PromQL duration.

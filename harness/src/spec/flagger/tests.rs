@@ -99,7 +99,13 @@ fn with_analysis(f: impl FnOnce(&mut Value)) -> Vec<SpecError> {
 
 #[test]
 fn the_fixtures_are_valid_and_decode() {
-    for name in ["flagger", "flagger-gate"] {
+    for name in [
+        "flagger",
+        "flagger-gate",
+        "flagger-matrix",
+        "flagger-task-without-cmd",
+        "flagger-slow-start",
+    ] {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../fixtures/apps")
             .join(name);
@@ -405,4 +411,77 @@ fn only_targeted_deployments_are_decoded_and_a_broken_one_is_reported_once() {
     let (_, errors) = check_docs(&[d, ingress("app"), canary()]);
     assert_eq!(found(&errors).len(), 1, "{}", SpecErrors(errors));
     assert_eq!(errors[0].object.as_deref(), Some("Deployment/app"));
+}
+
+#[test]
+fn max_unavailable_is_zero_for_recreate() {
+    let deployment = |replicas: i32, strategy: Value| -> k8s_openapi::api::apps::v1::Deployment {
+        serde_json::from_value(json!({
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "app"},
+            "spec": {
+                "replicas": replicas,
+                "selector": {"matchLabels": {"app": "app"}},
+                "strategy": strategy,
+                "template": {"metadata": {"labels": {"app": "app"}}, "spec": {"containers": []}}
+            }
+        }))
+        .unwrap()
+    };
+    // Recreate: nothing may be unavailable for `Available`.
+    assert_eq!(
+        deployment(4, json!({"type": "Recreate"})).max_unavailable(),
+        0
+    );
+    // RollingUpdate: 25 % rounded down by default, capped at the replicas.
+    assert_eq!(deployment(4, json!({})).max_unavailable(), 1);
+    assert_eq!(deployment(3, json!({})).max_unavailable(), 0);
+    assert_eq!(
+        deployment(2, json!({"rollingUpdate": {"maxUnavailable": 5}})).max_unavailable(),
+        2
+    );
+    // `ResolveFenceposts`: both resolving to 0 makes unavailable 1.
+    assert_eq!(
+        deployment(
+            2,
+            json!({"rollingUpdate": {"maxSurge": 0, "maxUnavailable": "10%"}})
+        )
+        .max_unavailable(),
+        1
+    );
+    assert_eq!(
+        deployment(0, json!({"type": "RollingUpdate"})).max_unavailable(),
+        0
+    );
+}
+
+#[test]
+fn call_webhook_fails_on_a_timeout_go_cannot_parse() {
+    let reasons = |timeout: &str| {
+        let e = with_analysis(|a| {
+            a["webhooks"] = json!([
+                {"name": "slow", "url": "http://127.0.0.1:9/", "timeout": timeout}
+            ]);
+        });
+        found(&e)
+            .into_iter()
+            .map(|(_, path, reason)| (path, reason))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        reasons("10sx"),
+        [(
+            "spec.analysis.webhooks[0].timeout".to_string(),
+            "time: unknown unit \"sx\" in duration \"10sx\": the CRD's pattern lets it through, \
+             but Flagger cannot parse it and fails this webhook at every call"
+                .to_string()
+        )]
+    );
+    // Shorter than two characters never matches the pattern: the API server refuses it.
+    assert_eq!(
+        reasons("5")[0].1,
+        "\"5\" does not match the CRD's pattern ^[0-9]+(m|s) (e.g. 5s)"
+    );
+    assert!(reasons("1m30s").is_empty());
 }
