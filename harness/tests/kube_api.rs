@@ -352,6 +352,27 @@ fn recorded_flagger_failed_is_rolled_back() {
 }
 
 #[test]
+fn handle_failed_promotion_leaving_all_traffic_on_the_canary_is_promoted() {
+    let mut o = Observer::new(ControllerKind::Flagger, "sample-app");
+    o.arm(None);
+    let canary = |phase: &str, weight: u64| {
+        Observed::Target(json!({
+            "kind": "Canary", "metadata": {"name": "sample-app", "generation": 2},
+            "status": {"phase": phase, "canaryWeight": weight, "lastAppliedSpec": "after"}}))
+    };
+    o.observe(&canary("Failed", 100));
+    assert!(matches!(
+        o.judgement(),
+        Judgement::Decided(Decision::Promoted)
+    ));
+    o.observe(&canary("Failed", 0));
+    assert!(matches!(
+        o.judgement(),
+        Judgement::Decided(Decision::RolledBack)
+    ));
+}
+
+#[test]
 fn an_invalid_spec_is_not_a_verdict() {
     let mut o = Observer::new(ControllerKind::Argo, "sample-app");
     o.arm(Some(1));

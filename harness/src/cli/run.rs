@@ -115,7 +115,7 @@ pub(crate) fn print_errors(errors: &[ScenarioError]) {
         eprintln!("error: {e}");
     }
     eprintln!(
-        "{} problem(s); nothing was run. The scenario format is in DESIGN.md §6.",
+        "{} problem(s); nothing was run. The scenario format is in the README.",
         errors.len()
     );
 }

@@ -156,7 +156,7 @@ pub fn parse(path: &Path, text: &str, seed: u64) -> Result<Scenario, Vec<Scenari
         vec![ScenarioError::new(
             path,
             "",
-            format!("{e} (see DESIGN §6 for the scenario format)"),
+            format!("{e} (the scenario format is in the README)"),
         )]
     })?;
     let mut errors = Vec::new();

@@ -488,6 +488,11 @@ impl Observer {
         }
         match str_at(c, "/status/phase").unwrap_or_default() {
             "Succeeded" => Judgement::Decided(Decision::Promoted),
+            // handleFailedPromotion: a primary that could not become ready leaves every user
+            // on the canary (`SyncStatus(Failed, 100)`): the new version serves, as promoted.
+            "Failed" if c.pointer("/status/canaryWeight").and_then(Value::as_u64) == Some(100) => {
+                Judgement::Decided(Decision::Promoted)
+            }
             "Failed" => Judgement::Decided(Decision::RolledBack),
             "WaitingPromotion" => Judgement::Decided(Decision::Paused),
             _ => Judgement::Pending,
