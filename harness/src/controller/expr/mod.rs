@@ -17,8 +17,8 @@
 //!    unknown name, `1 + "a"`) could only ever produce Error measurements and is refused.
 //! 3. The tree is printed back ([`printer`]) as crate source in which indexing, slicing, ranges,
 //!    map literals and closure pointers go through helpers with Go's behaviour ([`runtime`]),
-//!    and literals are
-//!    passed as bindings instead of being re-quoted (the crate's string unescaping is not Go's).
+//!    and literals are passed as bindings instead of being re-quoted (the crate's string
+//!    unescaping is not Go's).
 //!
 //! Argo's own functions are registered as v1.9.1 defines them: `isNaN`/`isInf` take a `float64`
 //! (an integer literal argument is converted, as Go's checker does, anything else is an
