@@ -474,7 +474,13 @@ impl Checker {
         }
     }
 
-    pub(super) fn typed_call(&mut self, name: &str, params: &[Param], ret: Ty, args: &[Node]) -> CResult {
+    pub(super) fn typed_call(
+        &mut self,
+        name: &str,
+        params: &[Param],
+        ret: Ty,
+        args: &[Node],
+    ) -> CResult {
         if args.len() > params.len() {
             return Err(format!("too many arguments to call {name}"));
         }
@@ -573,7 +579,11 @@ impl Checker {
 }
 
 /// Go's `Validate` functions of the builtins that have one.
-pub(super) fn validate_builtin(name: &str, types: &[Ty], count: impl Fn(usize) -> Option<String>) -> CResult {
+pub(super) fn validate_builtin(
+    name: &str,
+    types: &[Ty],
+    count: impl Fn(usize) -> Option<String>,
+) -> CResult {
     let one = |e: Option<String>| e.map_or(Ok(()), Err);
     let t0 = types.first().cloned().unwrap_or(Ty::Nil);
     match name {

@@ -96,7 +96,12 @@ impl Lexer {
         self.chars.get(i).copied()
     }
 
-    pub(super) fn push(&mut self, kind: Kind, start: usize, value: String) -> Result<(), ConditionError> {
+    pub(super) fn push(
+        &mut self,
+        kind: Kind,
+        start: usize,
+        value: String,
+    ) -> Result<(), ConditionError> {
         if self.tokens.len() >= MAX_TOKENS {
             return Err(ConditionError::Unsupported(format!(
                 "condition is longer than {MAX_TOKENS} tokens"

@@ -27,8 +27,7 @@ enum Want {
 use Want::{Compile, Is, NotBool, Runtime};
 
 fn check_row(src: &str, result: &MetricValue, want: &Want) {
-    let cond =
-        Condition::parse(src).unwrap_or_else(|e| panic!("{src:?} should parse, got {e:?}"));
+    let cond = Condition::parse(src).unwrap_or_else(|e| panic!("{src:?} should parse, got {e:?}"));
     let got = cond.evaluate(result);
     let ok = match (want, &got) {
         (Is(b), Ok(g)) => b == g,
@@ -845,11 +844,11 @@ fn garbage_never_panics() {
         never_panics(src);
     }
     let vocabulary = [
-        "result", "[", "]", "(", ")", "{", "}", "0", "1", "0.95", "-1", "#", "#index", ".",
-        "?.", ",", ":", "?", "??", "|", "&&", "||", "and", "or", "not", "!", "in", "==", "!=",
-        "<", ">=", "+", "-", "*", "/", "%", "**", "..", "len", "all", "any", "map", "filter",
-        "reduce", "#acc", "isNaN", "isInf", "asInt", "asFloat", "default", "isNil", "nil",
-        "true", "'s'", "\"t\"", "let", "x", "=", ";", "sum", "first", "max", " ", "$env",
+        "result", "[", "]", "(", ")", "{", "}", "0", "1", "0.95", "-1", "#", "#index", ".", "?.",
+        ",", ":", "?", "??", "|", "&&", "||", "and", "or", "not", "!", "in", "==", "!=", "<", ">=",
+        "+", "-", "*", "/", "%", "**", "..", "len", "all", "any", "map", "filter", "reduce",
+        "#acc", "isNaN", "isInf", "asInt", "asFloat", "default", "isNil", "nil", "true", "'s'",
+        "\"t\"", "let", "x", "=", ";", "sum", "first", "max", " ", "$env",
     ];
     let mut rng = XorShift(0x9E37_79B9_7F4A_7C15);
     for _ in 0..4000 {
