@@ -1,6 +1,6 @@
-//! `gauntlet validate` as a user runs it: manifests the real CRDs refuse (exit 2, file and key
-//! path), the one warning when Go is missing and the CRDs cannot be read, and the time-scale
-//! races of a scenario.
+//! `gauntlet validate` (and `run`'s checks before it starts) as a user runs it: manifests the
+//! real CRDs refuse (exit 2, file and key path), the one warning when Go is missing and the CRDs
+//! cannot be read, and the time-scale races of a scenario.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -165,4 +165,29 @@ fn a_webhook_timeout_at_0_03_warns_naming_both_and_not_at_1() {
     let (_, err) = text(&out);
     assert_eq!(out.status.code(), Some(0), "{err}");
     assert!(!err.contains("warning"), "{err}");
+}
+
+#[test]
+fn run_warns_of_the_races_before_it_starts() {
+    // A missing nginx stops the run right after its checks (exit 3), so nothing runs.
+    let run = |extra: &[&str]| {
+        let out = gauntlet()
+            .arg("run")
+            .args(extra)
+            .arg("suites/flagger/healthy-succeeded.yaml")
+            .env("GAUNTLET_NGINX", "/nonexistent/nginx")
+            .output()
+            .unwrap();
+        let (_, err) = text(&out);
+        assert_eq!(out.status.code(), Some(3), "{err}");
+        err
+    };
+    let err = run(&[]);
+    assert!(
+        err.lines()
+            .any(|l| l.contains("webhooks[0].timeout") && l.contains("= 5s runs as 150ms")),
+        "{err}"
+    );
+    let err = run(&["--time-scale", "1"]);
+    assert!(!err.contains("runs as"), "{err}");
 }

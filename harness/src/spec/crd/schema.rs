@@ -176,20 +176,4 @@ impl Schema {
             && self.one_of.is_empty()
             && self.not.is_none()
     }
-
-    /// CEL rules anywhere below (and at) this node.
-    pub fn cel_rule_count(&self) -> usize {
-        let below: usize = self
-            .properties
-            .values()
-            .chain(self.additional_schema())
-            .chain(self.items.as_deref())
-            .chain(&self.all_of)
-            .chain(&self.any_of)
-            .chain(&self.one_of)
-            .chain(self.not.as_deref())
-            .map(Schema::cel_rule_count)
-            .sum();
-        self.cel_rules.len() + below
-    }
 }
