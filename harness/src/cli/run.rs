@@ -16,6 +16,7 @@ use crate::runner::cluster::{ClusterTarget, run_on_cluster};
 use crate::runner::{RunOptions, Status, run_scenario};
 use crate::scenario::budget::{Plan, plan};
 use crate::scenario::discover::scenario_files;
+use crate::scenario::races::races;
 use crate::scenario::{Scenario, ScenarioError, file};
 
 /// Where scenarios run.
@@ -120,6 +121,32 @@ pub(crate) fn print_errors(errors: &[ScenarioError]) {
     );
 }
 
+/// The warning that validation against the CRDs was partial (no Go), once per run.
+fn warn_partial_validation() {
+    if let Some(notice) = crate::spec::crd::partial_notice() {
+        eprintln!("warning: {notice}");
+    }
+}
+
+/// The time-scale races of one scenario ([`races`]): a warning line, then one line each.
+fn warn_races(s: &Scenario, p: &Plan) {
+    let found = races(s, p);
+    if found.is_empty() {
+        return;
+    }
+    eprintln!(
+        "warning: {} ({}) at time scale {}: {} scaled duration(s) of the policy race parts of \
+         the run that are not scaled, and the verdict may differ from the real controller's:",
+        s.name,
+        s.file.display(),
+        p.scale.factor(),
+        found.len()
+    );
+    for r in found {
+        eprintln!("  - {r}");
+    }
+}
+
 pub(crate) fn default_paths(paths: &[PathBuf]) -> Vec<PathBuf> {
     if paths.is_empty() {
         vec![PathBuf::from("suites")]
@@ -130,7 +157,9 @@ pub(crate) fn default_paths(paths: &[PathBuf]) -> Vec<PathBuf> {
 
 /// `gauntlet validate`.
 pub fn validate(paths: &[PathBuf], time_scale: Option<f64>) -> Exit {
-    match load_all(&default_paths(paths), 0, time_scale) {
+    let loaded = load_all(&default_paths(paths), 0, time_scale);
+    warn_partial_validation();
+    match loaded {
         Err(e) => {
             print_errors(&e);
             Exit::BadInput
@@ -150,6 +179,7 @@ pub fn validate(paths: &[PathBuf], time_scale: Option<f64>) -> Exit {
                     fmt(p.fastest.rolled_back),
                     fmt(p.fastest.paused)
                 );
+                warn_races(s, p);
             }
             Exit::Passed
         }
@@ -158,7 +188,9 @@ pub fn validate(paths: &[PathBuf], time_scale: Option<f64>) -> Exit {
 
 /// `gauntlet list`.
 pub fn list(paths: &[PathBuf]) -> Exit {
-    match load_all(&default_paths(paths), 0, None) {
+    let loaded = load_all(&default_paths(paths), 0, None);
+    warn_partial_validation();
+    match loaded {
         Err(e) => {
             print_errors(&e);
             Exit::BadInput
@@ -206,7 +238,9 @@ pub async fn run(req: RunRequest) -> Exit {
             Some(1.0)
         }
     };
-    let all = match load_all(&default_paths(&req.paths), seed, time_scale) {
+    let loaded = load_all(&default_paths(&req.paths), seed, time_scale);
+    warn_partial_validation();
+    let all = match loaded {
         Ok(a) => a,
         Err(e) => {
             print_errors(&e);
@@ -220,6 +254,9 @@ pub async fn run(req: RunRequest) -> Exit {
     if chosen.is_empty() {
         eprintln!("error: no scenario matches (nightly ones run only with --tag nightly)");
         return Exit::BadInput;
+    }
+    for (s, p) in &chosen {
+        warn_races(s, p);
     }
     let cluster = match req.backend {
         Backend::Local if real => match connect_real(&chosen).await {

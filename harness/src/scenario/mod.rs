@@ -5,6 +5,7 @@
 pub mod budget;
 pub mod discover;
 pub mod file;
+pub mod races;
 
 use std::fmt;
 use std::path::{Path, PathBuf};

@@ -16,6 +16,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::argo::{self, AnalysisTemplate, ClusterAnalysisTemplate, Rollout};
+use super::crd::{self, CrdDocument};
 use super::error::{KeyPath, SpecError, SpecErrorKind, SpecErrors};
 use super::shape::{self, Problem, Shape};
 
@@ -77,6 +78,9 @@ pub struct Manifests {
     /// `(kind, namespace, name)` of objects that failed to decode: references to them are not
     /// reported again as missing.
     broken: BTreeSet<(String, String, String)>,
+    /// Every document of a CRD group ([`crd::GROUPS`]) as written, decoded or not, for the
+    /// validation against the CRDs.
+    crd_documents: Vec<CrdDocument>,
 }
 
 impl Manifests {
@@ -196,6 +200,16 @@ impl Manifests {
                 "metadata.name",
                 SpecErrorKind::invalid("metadata.name is required"),
             ));
+        }
+        let group = api_version.split_once('/').map_or("", |(g, _)| g);
+        if crd::GROUPS.contains(&group) {
+            self.crd_documents.push(CrdDocument {
+                origin: origin.clone(),
+                label: label.clone(),
+                api_version: api_version.clone(),
+                kind: kind.clone(),
+                value: doc.clone(),
+            });
         }
         let problems = match (api_version.as_str(), kind.as_str()) {
             (argo::API_VERSION, "Rollout") => {
@@ -336,6 +350,11 @@ impl Manifests {
                 ));
             }
         }
+    }
+
+    /// The documents of the CRD groups ([`crd::GROUPS`]) as written, whether they decoded or not.
+    pub fn crd_documents(&self) -> &[CrdDocument] {
+        &self.crd_documents
     }
 
     /// Whether an object of this kind and name was in the folder but failed to decode (its own

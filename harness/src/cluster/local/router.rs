@@ -476,6 +476,10 @@ pub struct Router {
     reloads: u64,
 }
 
+/// How long applying a new state waits, at most, for the previous configuration's workers to
+/// exit: the pass that changes a weight can be held this long, whatever `--time-scale` says.
+pub const RELOAD_WAIT: Duration = Duration::from_secs(5);
+
 impl Router {
     /// Writes the first configuration, checks it with `nginx -t` (on the host: the test binds
     /// nothing), and starts nginx in the configured placement.
@@ -581,7 +585,7 @@ impl Router {
         process::signal_pid(self.pid, Signal::SIGHUP);
         self.await_generation(generation, Duration::from_secs(10))
             .await?;
-        self.await_old_workers(Duration::from_secs(5)).await;
+        self.await_old_workers(RELOAD_WAIT).await;
         self.generation = generation;
         self.state = state;
         self.reloads += 1;
