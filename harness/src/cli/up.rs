@@ -51,8 +51,11 @@ pub(crate) async fn start_unless_stopped<T>(
 
 /// `gauntlet up --backend local`: the target's baseline on a local stack, held until Ctrl-C.
 pub async fn up_local(target_dir: &Path) -> Exit {
-    let flagger = crate::spec::load_target(target_dir)
-        .is_ok_and(|m| m.controller() == Ok(crate::spec::ControllerKind::Flagger));
+    let loaded = crate::spec::load_target(target_dir);
+    if let Some(notice) = crate::spec::crd::partial_notice() {
+        eprintln!("warning: {notice}");
+    }
+    let flagger = loaded.is_ok_and(|m| m.controller() == Ok(crate::spec::ControllerKind::Flagger));
     if flagger {
         return up_flagger(target_dir).await;
     }

@@ -81,7 +81,11 @@ pub async fn deploy_baseline(
 pub async fn up_real(target_dir: &Path) -> Exit {
     let stop = interrupted();
     tokio::pin!(stop);
-    let manifests = match crate::spec::load_target(target_dir) {
+    let loaded = crate::spec::load_target(target_dir);
+    if let Some(notice) = crate::spec::crd::partial_notice() {
+        eprintln!("warning: {notice}");
+    }
+    let manifests = match loaded {
         Ok(m) => m,
         Err(e) => {
             eprintln!("error: {e}");

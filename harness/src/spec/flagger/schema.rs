@@ -59,8 +59,19 @@ const SPEC: &[Field] = &[
         Shape::Obj(SERVICE),
         "spec.service is required (at least service.port)"
     ),
-    opt!("analysis", Shape::Obj(ANALYSIS)),
-    opt!("canaryAnalysis", Shape::Obj(ANALYSIS)),
+    req!(
+        "analysis",
+        Shape::Obj(ANALYSIS),
+        "spec.analysis is required (Flagger's CRD requires it)"
+    ),
+    // Go's Canary type still has the deprecated field, but the v1beta1 CRD does not: the API
+    // server drops it (kubectl refuses it), so Flagger never sees it.
+    refused!(
+        "canaryAnalysis",
+        invalid,
+        "canaryAnalysis is not a field of Flagger's v1beta1 CRD: the API server drops it and Flagger never reads it",
+        Some("rename it to analysis"),
+    ),
     opt!("progressDeadlineSeconds", Shape::Int32),
     opt!("skipAnalysis", Shape::Bool),
     opt!("revertOnDeletion", Shape::Bool),

@@ -485,3 +485,17 @@ fn call_webhook_fails_on_a_timeout_go_cannot_parse() {
     );
     assert!(reasons("1m30s").is_empty());
 }
+
+/// Flagger's v1beta1 CRD has no `canaryAnalysis` (the API server drops it) and requires
+/// `analysis`: both are refused without Go too, by gauntlet's own checks.
+#[test]
+fn canary_analysis_is_not_a_field_and_analysis_is_required() {
+    let mut c = canary();
+    let analysis = c["spec"]["analysis"].take();
+    c["spec"].as_object_mut().unwrap().remove("analysis");
+    c["spec"]["canaryAnalysis"] = analysis;
+    let (_, errors) = check_docs(&[deployment(), c]);
+    let p = paths(&errors);
+    assert!(p.contains(&"spec.canaryAnalysis"), "{p:?}");
+    assert!(p.contains(&"spec.analysis"), "{p:?}");
+}

@@ -206,20 +206,10 @@ fn validate_canary(m: &Manifests, objects: &Objects, c: &Manifest<Canary>, sink:
             format!("must be >= 0, got {s}"),
         );
     }
-    if canary.spec.analysis.is_some() && canary.spec.canary_analysis.is_some() {
-        sink.invalid_hint(
-            &spec.key("canaryAnalysis"),
-            "both analysis and the deprecated canaryAnalysis are set; Flagger reads analysis \
-             and ignores canaryAnalysis",
-            "keep only analysis",
-        );
+    // `canaryAnalysis` and a missing `analysis` are the shape's to refuse (as the CRD does).
+    if let Some(analysis) = &canary.spec.analysis {
+        validate_analysis(objects, canary, analysis, &spec.key("analysis"), sink);
     }
-    let (analysis, at) = match (&canary.spec.analysis, &canary.spec.canary_analysis) {
-        (Some(a), _) => (a, spec.key("analysis")),
-        (None, Some(a)) => (a, spec.key("canaryAnalysis")),
-        (None, None) => return,
-    };
-    validate_analysis(objects, canary, analysis, &at, sink);
 }
 
 fn validate_target(objects: &Objects, canary: &Canary, sink: &mut Sink<'_>) {
