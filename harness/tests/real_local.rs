@@ -307,6 +307,10 @@ async fn the_real_controllers_bring_up_their_baselines_and_the_node_reports_pods
         Some("Pending")
     );
 
+    // A release the API server refuses (here a ValidatingAdmissionPolicy, as a cluster's policy
+    // engine would) is an infrastructure failure that quotes the API server.
+    refused_release_is_infrastructure_with_the_servers_message(&cluster).await;
+
     cluster.check_alive().await.unwrap();
     let dir = cluster.dir().to_path_buf();
     let pids = cluster.pids();
@@ -500,4 +504,100 @@ fn down_removes_what_a_sigkilled_up_left_behind() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+async fn refused_release_is_infrastructure_with_the_servers_message(cluster: &RealCluster) {
+    let policy = r#"
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicy
+metadata: { name: no-version-9 }
+spec:
+  failurePolicy: Fail
+  matchConstraints:
+    resourceRules:
+      - apiGroups: [argoproj.io]
+        apiVersions: ["*"]
+        operations: [CREATE, UPDATE]
+        resources: [rollouts]
+  validations:
+    - expression: "!object.spec.template.spec.containers.exists(c, has(c.env) && c.env.exists(e, e.name == 'APP_VERSION' && e.value == '9.9.9'))"
+      message: "version 9.9.9 is banned on this cluster"
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicyBinding
+metadata: { name: no-version-9 }
+spec:
+  policyName: no-version-9
+  validationActions: [Deny]
+"#;
+    let mut resolver = gauntlet::cluster::kube::resources::Resolver::new(cluster.client());
+    for o in serde_saphyr::from_multiple::<Value>(policy).unwrap() {
+        resolver.apply(&o).await.unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("banned.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "name: banned-release\ntarget: {}\nbaseline: {{ version: \"1.0.0\" }}\n\
+             release: {{ version: \"9.9.9\" }}\nload: {{ rate: 10/s, connections: 2 }}\n\
+             expect: {{ outcome: promoted, within: 5m }}\n",
+            root().join("fixtures/apps/argo").display()
+        ),
+    )
+    .unwrap();
+    let s = gauntlet::scenario::file::load(&file, 1).unwrap();
+    let target = gauntlet::runner::cluster::ClusterTarget {
+        backend: "local",
+        client: cluster.client(),
+        ingress_url: cluster.ingress_url().to_string(),
+        prometheus_url: None,
+    };
+    let (_stop_tx, stop) = tokio::sync::watch::channel(false);
+    let opts = gauntlet::runner::RunOptions {
+        seed: 1,
+        artifacts: None,
+        stop,
+    };
+    // The policy applies once it is in the API server's informer: a dry-run create of a Rollout
+    // it refuses says when.
+    let probe: Value = serde_json::from_value(json!({
+        "apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout",
+        "metadata": {"name": "probe", "namespace": "default"},
+        "spec": {"selector": {"matchLabels": {"app": "p"}}, "template": {
+            "metadata": {"labels": {"app": "p"}},
+            "spec": {"containers": [{"name": "a", "image": "x",
+                "env": [{"name": "APP_VERSION", "value": "9.9.9"}]}]}},
+            "strategy": {"canary": {}}},
+    }))
+    .unwrap();
+    let ar = kube::api::ApiResource::from_gvk_with_plural(
+        &kube::api::GroupVersionKind::gvk("argoproj.io", "v1alpha1", "Rollout"),
+        "rollouts",
+    );
+    let rollouts: Api<DynamicObject> = Api::namespaced_with(cluster.client(), "default", &ar);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let pp = PostParams {
+        dry_run: true,
+        ..PostParams::default()
+    };
+    while rollouts
+        .create(&pp, &serde_json::from_value(probe.clone()).unwrap())
+        .await
+        .is_ok()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the admission policy never took effect"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let f = gauntlet::runner::cluster::run_on_cluster(&s, &target, &opts, None).await;
+    let failure = f.report.failure.clone().unwrap_or_default();
+    assert_eq!(f.status, gauntlet::runner::Status::Infra, "{failure}");
+    assert!(
+        failure.contains("version 9.9.9 is banned on this cluster"),
+        "{failure}"
+    );
+    assert!(failure.contains("release"), "{failure}");
 }

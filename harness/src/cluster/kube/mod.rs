@@ -280,7 +280,11 @@ impl KubeCluster {
         }
         let generation = match self.prepared.release(env) {
             Release::Apply(body) => {
-                let answer = self.resolver.apply(&body).await?;
+                let answer = self
+                    .resolver
+                    .apply(&body)
+                    .await
+                    .map_err(|e| InfraError::Other(format!("release: {e}")))?;
                 answer
                     .pointer("/metadata/generation")
                     .and_then(Value::as_i64)
