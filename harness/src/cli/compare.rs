@@ -8,14 +8,12 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::sync::{Semaphore, watch};
 
-use super::run::{connect_real, default_paths, load_all, print_errors, selected};
+use super::run::{choose, connect_real, seed_or_now};
 use crate::compare::{Comparison, compare, table};
 use crate::exit::Exit;
 use crate::report::human::Progress;
 use crate::runner::cluster::run_on_cluster;
 use crate::runner::{Finished, RunOptions, Status, run_scenario};
-use crate::scenario::Scenario;
-use crate::scenario::budget::Plan;
 use crate::spec::{ControllerKind, Manifests};
 
 /// The options of `gauntlet compare`.
@@ -69,28 +67,12 @@ enum Tier {
 
 /// `gauntlet compare`.
 pub async fn compare_tiers(req: CompareRequest) -> Exit {
-    let seed = req.seed.unwrap_or_else(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0)
-    });
+    let seed = seed_or_now(req.seed);
     // Both tiers at the policy's own clock: the real controller has no other.
-    let all = match load_all(&default_paths(&req.paths), seed, Some(1.0)) {
-        Ok(a) => a,
-        Err(e) => {
-            print_errors(&e);
-            return Exit::BadInput;
-        }
+    let chosen = match choose(&req.paths, seed, Some(1.0), &req.filter, &req.tag) {
+        Ok(c) => c,
+        Err(exit) => return exit,
     };
-    let chosen: Vec<(Scenario, Plan)> = all
-        .into_iter()
-        .filter(|(s, _)| selected(s, &req.filter, &req.tag))
-        .collect();
-    if chosen.is_empty() {
-        eprintln!("error: no scenario matches (nightly ones run only with --tag nightly)");
-        return Exit::BadInput;
-    }
     if let Err(e) = crate::cluster::local::Binaries::locate() {
         eprintln!("error: {e}");
         return Exit::Infra;

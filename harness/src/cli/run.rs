@@ -147,6 +147,42 @@ fn warn_races(s: &Scenario, p: &Plan) {
     }
 }
 
+/// The scenarios under `paths` that `filter` and `tag` select, loaded and checked at
+/// `time_scale`; what is wrong is printed, and the exit to end with returned.
+pub(crate) fn choose(
+    paths: &[PathBuf],
+    seed: u64,
+    time_scale: Option<f64>,
+    filter: &Option<String>,
+    tag: &Option<String>,
+) -> Result<Vec<(Scenario, Plan)>, Exit> {
+    let loaded = load_all(&default_paths(paths), seed, time_scale);
+    warn_partial_validation();
+    let all = loaded.map_err(|e| {
+        print_errors(&e);
+        Exit::BadInput
+    })?;
+    let chosen: Vec<(Scenario, Plan)> = all
+        .into_iter()
+        .filter(|(s, _)| selected(s, filter, tag))
+        .collect();
+    if chosen.is_empty() {
+        eprintln!("error: no scenario matches (nightly ones run only with --tag nightly)");
+        return Err(Exit::BadInput);
+    }
+    Ok(chosen)
+}
+
+/// `seed`, or the time: a run without `--seed` still prints the one it used.
+pub(crate) fn seed_or_now(seed: Option<u64>) -> u64 {
+    seed.unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0)
+    })
+}
+
 pub(crate) fn default_paths(paths: &[PathBuf]) -> Vec<PathBuf> {
     if paths.is_empty() {
         vec![PathBuf::from("suites")]
@@ -211,12 +247,7 @@ pub fn list(paths: &[PathBuf]) -> Exit {
 
 /// `gauntlet run`.
 pub async fn run(req: RunRequest) -> Exit {
-    let seed = req.seed.unwrap_or_else(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0)
-    });
+    let seed = seed_or_now(req.seed);
     let real = req.controller == Controller::Real;
     if real && req.backend != Backend::Local {
         eprintln!(
@@ -238,23 +269,10 @@ pub async fn run(req: RunRequest) -> Exit {
             Some(1.0)
         }
     };
-    let loaded = load_all(&default_paths(&req.paths), seed, time_scale);
-    warn_partial_validation();
-    let all = match loaded {
-        Ok(a) => a,
-        Err(e) => {
-            print_errors(&e);
-            return Exit::BadInput;
-        }
+    let chosen = match choose(&req.paths, seed, time_scale, &req.filter, &req.tag) {
+        Ok(c) => c,
+        Err(exit) => return exit,
     };
-    let chosen: Vec<(Scenario, Plan)> = all
-        .into_iter()
-        .filter(|(s, _)| selected(s, &req.filter, &req.tag))
-        .collect();
-    if chosen.is_empty() {
-        eprintln!("error: no scenario matches (nightly ones run only with --tag nightly)");
-        return Exit::BadInput;
-    }
     for (s, p) in &chosen {
         warn_races(s, p);
     }
