@@ -1,6 +1,8 @@
 //! Running an emulated controller in real time: a pass whenever work is due (a pause expiring,
 //! a measurement, a tick), and at least every [`TICK`] so pod changes (a canary becoming
-//! available, a crash) are seen as an informer would deliver them.
+//! available, a crash) are seen as an informer would deliver them. Measurements run apart from
+//! the passes (as in Argo's analysis controller); one that finishes is read by the next pass,
+//! within a [`TICK`].
 
 use std::time::Duration;
 

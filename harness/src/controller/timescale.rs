@@ -1,7 +1,8 @@
 //! `--time-scale F`: running a production policy faster (or slower) on the local backend.
 //!
 //! Every duration in the controller objects (pauses, intervals, initial delays, deadlines,
-//! scale-down delays) is multiplied by F. PromQL range windows inside the user's queries are
+//! scale-down delays, and an Argo Rollout's `minReadySeconds`, which races its progress
+//! deadline) is multiplied by F. PromQL range windows inside the user's queries are
 //! scaled by the same factor, so a `[5m]` window still spans the same number of measurement
 //! intervals — but never below four scrape intervals, because `rate()` needs at least two samples
 //! and becomes noisy with fewer than four. The same rule applies to Argo and Flagger queries

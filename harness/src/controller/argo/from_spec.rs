@@ -77,6 +77,7 @@ pub fn from_spec(
     policy.background = background;
     policy.progress_deadline = scale.duration(r.progress_deadline());
     policy.progress_deadline_abort = r.spec.progress_deadline_abort;
+    policy.min_ready = scale.duration(r.min_ready());
     policy.abort_scale_down_delay = canary.abort_scale_down_delay().map(|d| scale.duration(d));
     policy.scale_down_delay = scale.duration(canary.scale_down_delay());
     policy.canary_service = canary.canary_service.clone();

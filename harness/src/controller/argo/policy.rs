@@ -60,7 +60,12 @@ pub struct RolloutPolicy {
     pub background: Option<Background>,
     pub progress_deadline: Duration,
     pub progress_deadline_abort: bool,
-    /// `abortScaleDownDelaySeconds`; `None` when 0 (the canary is never scaled down).
+    /// `spec.minReadySeconds`, which the controller gives every ReplicaSet it creates: on the
+    /// same (scaled) clock as the deadline it races against.
+    pub min_ready: Duration,
+    /// `abortScaleDownDelaySeconds`; `None` when 0, which does not keep the canary up: without
+    /// a `setCanaryScale` at the first step it goes to 0 at once (the weight after an abort is
+    /// 0), with one it keeps that scale.
     pub abort_scale_down_delay: Option<Duration>,
     pub scale_down_delay: Duration,
     pub canary_service: String,
@@ -82,6 +87,7 @@ impl RolloutPolicy {
             background: None,
             progress_deadline: Duration::from_secs(600),
             progress_deadline_abort: false,
+            min_ready: Duration::ZERO,
             abort_scale_down_delay: Some(Duration::from_secs(30)),
             scale_down_delay: Duration::from_secs(30),
             canary_service: format!("{name}-canary"),

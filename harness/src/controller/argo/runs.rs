@@ -6,13 +6,15 @@
 //! windows in the query are scaled with `--time-scale` ([`TimeScale::promql`]).
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::{Hashes, Run, RunFactory, RunPhase};
 use crate::controller::analysis::{
-    AnalysisPhase, AnalysisRun, MetricPolicy, MetricSource, Reading, RunPolicy, effective_count,
-    validate,
+    AnalysisPhase, AnalysisRun, MEASUREMENT_HISTORY_LIMIT, MetricPolicy, MetricSource, Reading,
+    RunPolicy, effective_count, validate,
 };
 use crate::controller::expr::Condition;
 use crate::controller::timescale::TimeScale;
@@ -99,11 +101,16 @@ fn metric_policy(
         query: scale.promql(&m.prometheus.query),
         timeout: m.prometheus.timeout,
         dry_run: analysis.is_dry_run(&m.name),
+        // `garbageCollectMeasurements` applies a rule's limit only when it is above 0.
+        measurement_limit: analysis
+            .measurement_limit(&m.name)
+            .filter(|l| *l > 0)
+            .map_or(MEASUREMENT_HISTORY_LIMIT, |l| l as usize),
         name: m.name,
     })
 }
 
-impl<S: MetricSource + Clone> RunFactory for AnalysisRuns<S> {
+impl<S: MetricSource + Clone + Send + Sync + 'static> RunFactory for AnalysisRuns<S> {
     type Run = LiveRun<S>;
 
     fn create(&self, analysis: usize, name: &str, hashes: &Hashes) -> Result<LiveRun<S>, String> {
@@ -128,20 +135,35 @@ impl<S: MetricSource + Clone> RunFactory for AnalysisRuns<S> {
             run,
             source: self.source.clone(),
             timeline: self.timeline.clone(),
+            in_flight: None,
         })
     }
 }
 
 /// One AnalysisRun and where its measurements come from.
+///
+/// Argo measures in its analysis controller, apart from the rollout controller: one reconcile
+/// of a run starts every due measurement at once, each in its own goroutine, waits for all of
+/// them and records them together (`runMeasurements`). The rollout pass only reads the run's
+/// status. Here a batch of due measurements runs as a task of its own, and
+/// [`Run::advance`] never waits for it: a slow query (the provider's timeout is up to 30 s)
+/// delays that run's next measurement, as in Argo, never a pause expiring or an abort.
 pub struct LiveRun<S> {
     run: AnalysisRun,
     source: S,
     timeline: Timeline,
+    /// The batch being measured, if any; its readings are recorded once all have finished.
+    in_flight: Option<JoinHandle<Vec<Reading>>>,
 }
 
 impl<S> LiveRun<S> {
     pub fn analysis(&self) -> &AnalysisRun {
         &self.run
+    }
+
+    /// Whether a batch of measurements is still being taken.
+    pub fn measuring(&self) -> bool {
+        self.in_flight.is_some()
     }
 
     fn publish(&self, events: Vec<crate::controller::analysis::AnalysisEvent>) {
@@ -154,27 +176,9 @@ impl<S> LiveRun<S> {
             );
         }
     }
-}
 
-impl<S: MetricSource + Clone> Run for LiveRun<S> {
-    /// Takes every due measurement together, as one reconcile of Argo's analysis controller.
-    async fn advance(&mut self) {
-        let due = self.run.due(Instant::now());
-        if due.is_empty() {
-            return;
-        }
-        let mut readings = Vec::with_capacity(due.len());
-        for metric in due {
-            let policy = &self.run.policy().metrics[metric];
-            let started_at = Instant::now();
-            let outcome = self.source.measure(&policy.query, policy.timeout).await;
-            readings.push(Reading {
-                metric,
-                outcome,
-                started_at,
-                finished_at: Instant::now(),
-            });
-        }
+    /// Records a finished batch and puts each measurement on the timeline.
+    fn record(&mut self, readings: Vec<Reading>) {
         let measured: Vec<usize> = readings.iter().map(|r| r.metric).collect();
         let events = self.run.record_all(readings);
         for metric in measured {
@@ -205,6 +209,78 @@ impl<S: MetricSource + Clone> Run for LiveRun<S> {
         }
         self.publish(events);
     }
+}
+
+impl<S> Drop for LiveRun<S> {
+    /// A run the rollout no longer holds stops querying.
+    fn drop(&mut self) {
+        if let Some(batch) = self.in_flight.take() {
+            batch.abort();
+        }
+    }
+}
+
+impl<S: MetricSource + Clone + Send + Sync + 'static> LiveRun<S> {
+    /// Starts every measurement due now, concurrently, as one task that ends when all have.
+    fn start_batch(&mut self) {
+        let due = self.run.due(Instant::now());
+        if due.is_empty() {
+            return;
+        }
+        let queries: Vec<(usize, String, Duration)> = due
+            .into_iter()
+            .map(|i| {
+                let m = &self.run.policy().metrics[i];
+                (i, m.query.clone(), m.timeout)
+            })
+            .collect();
+        let source = self.source.clone();
+        self.in_flight = Some(tokio::spawn(async move {
+            let started: Vec<_> = queries
+                .into_iter()
+                .map(|(metric, query, timeout)| {
+                    let source = source.clone();
+                    let started_at = Instant::now();
+                    let task = tokio::spawn(async move { source.measure(&query, timeout).await });
+                    (metric, started_at, task)
+                })
+                .collect();
+            let mut readings = Vec::with_capacity(started.len());
+            for (metric, started_at, task) in started {
+                let outcome = task
+                    .await
+                    .unwrap_or_else(|e| Err(format!("the measurement did not complete: {e}")));
+                readings.push(Reading {
+                    metric,
+                    outcome,
+                    started_at,
+                    finished_at: Instant::now(),
+                });
+            }
+            readings
+        }));
+    }
+}
+
+impl<S: MetricSource + Clone + Send + Sync + 'static> Run for LiveRun<S> {
+    /// Records the batch in flight once it has finished, then starts the next due one; never
+    /// waits for a query.
+    async fn advance(&mut self) {
+        if let Some(batch) = &self.in_flight {
+            if !batch.is_finished() {
+                return;
+            }
+            if let Some(batch) = self.in_flight.take() {
+                match batch.await {
+                    Ok(readings) => self.record(readings),
+                    Err(e) => {
+                        tracing::warn!("measurements of {} were lost: {e}", self.run.policy().name)
+                    }
+                }
+            }
+        }
+        self.start_batch();
+    }
 
     fn phase(&self) -> RunPhase {
         match self.run.phase() {
@@ -221,12 +297,22 @@ impl<S: MetricSource + Clone> Run for LiveRun<S> {
         self.run.message().to_string()
     }
 
+    /// `spec.terminate`: a batch still in flight is dropped (Argo records it, but a run ended
+    /// by promotion or abort no longer decides anything).
     fn terminate(&mut self) {
+        if let Some(batch) = self.in_flight.take() {
+            batch.abort();
+        }
         let events = self.run.terminate(Instant::now());
         self.publish(events);
     }
 
+    /// While a batch is in flight nothing new is due: the driver's regular passes pick up its
+    /// end.
     fn next_due(&self) -> Option<Instant> {
+        if self.in_flight.is_some() {
+            return None;
+        }
         self.run.next_due()
     }
 }
@@ -265,7 +351,7 @@ mod tests {
         }
     }
 
-    fn factory(scale: f64, source: Scripted) -> AnalysisRuns<Scripted> {
+    fn factory<S: MetricSource + Clone>(scale: f64, source: S) -> AnalysisRuns<S> {
         let m = crate::spec::load_target(
             &Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/apps/argo"),
         )
@@ -281,6 +367,20 @@ mod tests {
         )
     }
 
+    /// Advances the run until the batch it starts has been recorded (scripted answers are
+    /// instant: a few yields let the measuring tasks finish without moving the clock).
+    async fn measure<S: MetricSource + Clone + Send + Sync + 'static>(run: &mut LiveRun<S>) {
+        run.advance().await;
+        for _ in 0..100 {
+            if !run.measuring() {
+                return;
+            }
+            tokio::task::yield_now().await;
+            run.advance().await;
+        }
+        panic!("the scripted measurements did not finish");
+    }
+
     fn hashes() -> Hashes {
         Hashes {
             stable: RevisionHash("stablehash".into()),
@@ -294,7 +394,7 @@ mod tests {
         let f = factory(0.5, source.clone());
         let mut run = f.create(0, "sample-app-canaryhash-2", &hashes()).unwrap();
         assert_eq!(run.phase(), RunPhase::Running);
-        run.advance().await;
+        measure(&mut run).await;
         let asked = source.asked.lock().unwrap().clone();
         assert_eq!(
             asked.len(),
@@ -333,14 +433,14 @@ mod tests {
             .push(("status!~".into(), Ok(MetricValue::Vector(vec![0.7]))));
         let f = factory(1.0, source);
         let mut run = f.create(0, "r", &hashes()).unwrap();
-        run.advance().await;
+        measure(&mut run).await;
         assert_eq!(
             run.phase(),
             RunPhase::Running,
             "failureLimit 1 tolerates one"
         );
         tokio::time::sleep(Duration::from_secs(10)).await;
-        run.advance().await;
+        measure(&mut run).await;
         assert_eq!(run.phase(), RunPhase::Failed);
         assert_eq!(
             run.message(),
@@ -352,9 +452,69 @@ mod tests {
     async fn termination_ends_a_healthy_background_run_successful() {
         let f = factory(1.0, Scripted::default());
         let mut run = f.create(0, "r", &hashes()).unwrap();
-        run.advance().await;
+        measure(&mut run).await;
         run.terminate();
         assert_eq!(run.phase(), RunPhase::Successful);
         assert_eq!(run.next_due(), None);
+    }
+
+    /// Answers after `delay`, with no series.
+    #[derive(Clone)]
+    struct Slow(Duration);
+
+    impl MetricSource for Slow {
+        async fn measure(&self, _: &str, _: Duration) -> Result<MetricValue, String> {
+            tokio::time::sleep(self.0).await;
+            Ok(MetricValue::Vector(vec![]))
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn run_measurements_start_together_and_advance_never_waits_for_them() {
+        let f = factory(1.0, Slow(Duration::from_secs(30)));
+        let mut run = f.create(0, "r", &hashes()).unwrap();
+        let t0 = Instant::now();
+        run.advance().await;
+        assert_eq!(Instant::now(), t0, "advance returned without waiting");
+        assert!(run.measuring());
+        assert_eq!(
+            run.next_due(),
+            None,
+            "nothing new starts while a batch is out"
+        );
+        tokio::time::sleep(Duration::from_secs(29)).await;
+        run.advance().await;
+        assert!(run.measuring());
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        measure(&mut run).await;
+        // All four measured in parallel: they finished together, 30 s after they started.
+        for m in run.analysis().results() {
+            let last = m.last_measurement().unwrap();
+            assert_eq!(last.finished_at - last.started_at, Duration::from_secs(30));
+            assert_eq!(last.started_at, t0);
+        }
+        // The next batch is due one interval (10 s) after the previous one finished.
+        assert_eq!(run.next_due(), Some(t0 + Duration::from_secs(40)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn measurement_retention_limits_the_history_of_its_metric() {
+        let mut f = factory(1.0, Scripted::default());
+        f.analyses[0]
+            .measurement_retention
+            .push(crate::spec::argo::MeasurementRetention {
+                metric_name: "success".into(),
+                limit: 2,
+            });
+        let mut run = f.create(0, "r", &hashes()).unwrap();
+        for _ in 0..3 {
+            measure(&mut run).await;
+            tokio::time::sleep(Duration::from_secs(10)).await;
+        }
+        let results = run.analysis().results();
+        assert_eq!(results[0].name, "success-rate");
+        assert_eq!(results[0].measurements.len(), 2);
+        assert_eq!(results[0].count, 3);
+        assert_eq!(results[1].measurements.len(), 3, "other metrics keep 10");
     }
 }

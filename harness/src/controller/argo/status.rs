@@ -3,6 +3,7 @@
 //! (reference §3.1–3.3).
 
 use serde::Serialize;
+use tokio::time::Instant;
 
 /// `status.phase`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
@@ -39,6 +40,9 @@ pub struct PauseCondition {
     pub reason: PauseReason,
     /// Seconds since the release, on the timeline's clock.
     pub start_time: f64,
+    /// The same moment on the engine's clock: what a timed pause expires from.
+    #[serde(skip)]
+    pub since: Instant,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
@@ -123,18 +127,38 @@ impl RolloutStatus {
         !self.stable_rs.is_empty() && self.stable_rs == self.current_pod_hash
     }
 
-    /// Sets (or replaces) the condition of this type.
-    pub fn set_condition(&mut self, kind: &str, status: &str, reason: &str, message: &str) {
+    /// `SetRolloutCondition`: replaces the condition of this type unless it already has this
+    /// status and reason (a new message alone changes nothing); returns whether it changed.
+    pub fn set_condition(&mut self, kind: &str, status: &str, reason: &str, message: &str) -> bool {
+        if self
+            .condition(kind)
+            .is_some_and(|c| c.status == status && c.reason == reason)
+        {
+            return false;
+        }
+        self.replace_condition(kind, status, reason, message);
+        true
+    }
+
+    /// Replaces the condition of this type whatever it was (upstream removes and re-adds the
+    /// Progressing condition to record progress).
+    pub fn replace_condition(&mut self, kind: &str, status: &str, reason: &str, message: &str) {
         let c = Condition {
             kind: kind.into(),
             status: status.into(),
             reason: reason.into(),
             message: message.into(),
         };
-        match self.conditions.iter_mut().find(|x| x.kind == kind) {
-            Some(x) => *x = c,
-            None => self.conditions.push(c),
-        }
+        self.conditions.retain(|x| x.kind != kind);
+        self.conditions.push(c);
+    }
+
+    pub fn has_pause(&self, reason: PauseReason) -> bool {
+        self.pause_conditions.iter().any(|p| p.reason == reason)
+    }
+
+    pub fn pause(&self, reason: PauseReason) -> Option<&PauseCondition> {
+        self.pause_conditions.iter().find(|p| p.reason == reason)
     }
 
     pub fn condition(&self, kind: &str) -> Option<&Condition> {
