@@ -18,7 +18,8 @@
 //! The races, each with the code of the unscaled part ([`Part::code`]):
 //! - [`Part::Availability`], `progressDeadlineSeconds` (Rollout; Canary and its Deployment)
 //!   against a new pod's earliest availability: the readiness probe's `initialDelaySeconds`
-//!   plus `successThreshold - 1` periods, plus `minReadySeconds` while that is not scaled.
+//!   plus `successThreshold - 1` periods, plus a Flagger Deployment's `minReadySeconds` (Argo's
+//!   is scaled with the policy).
 //! - [`Part::RestartBackoff`], the policy's fastest promotion against a crashing release's
 //!   first restart (`crash.after` + kubelet's 10 s back-off), when restarts first count.
 //! - [`Part::ErrorRetry`], the fastest promotion against Argo's 10 s retries of an Error
@@ -451,10 +452,11 @@ fn availability(plan: &Plan, scale: TimeScale) -> Option<(String, Duration)> {
             total += period * more;
         }
     }
-    // The workload's own value is what the pods wait; the manifest's is what was written. Equal
-    // at a scale below 1: minReadySeconds runs unscaled.
+    // Argo's ReplicaSets get the Rollout's minReadySeconds on the policy's clock (scaled with
+    // it); a Flagger target's Deployment keeps its own, unscaled.
     let written_min_ready = written_min_ready(plan);
-    if !written_min_ready.is_zero() && w.min_ready == written_min_ready && !scale.is_identity() {
+    let unscaled = matches!(plan.policy, Policy::Flagger(_));
+    if !written_min_ready.is_zero() && unscaled && !scale.is_identity() {
         parts.push(format!("minReadySeconds {}", show(written_min_ready)));
         total += written_min_ready;
     }
