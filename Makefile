@@ -40,7 +40,7 @@ controlplane:
 # per tier.
 FIDELITY_PARALLEL ?= 3
 fidelity: deps build
-	./target/debug/gauntlet compare suites/fidelity --parallel $(FIDELITY_PARALLEL) --json fidelity.json
+	./target/debug/gauntlet compare suites/fidelity --parallel $(FIDELITY_PARALLEL) --json fidelity.json --artifacts fidelity-artifacts
 
 # Real clusters (needs Docker, kind and network; not runnable on the development machines):
 # provision the kind cluster with the pinned controllers, then run the suites on it. The real

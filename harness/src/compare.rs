@@ -1,8 +1,8 @@
 //! The emulation measured against the real controller: one scenario's report from each tier,
 //! side by side, and what differs.
 //!
-//! Fields compared: whether each tier met the scenario's own expectations, the outcome, the canary weight sequence up to the decision (the distinct
-//! positive weights, in order, as the router applied them; `expect.weights` reads the same), and
+//! Fields compared: whether each tier met the scenario's own expectations, the outcome, the canary weight sequence of the decision
+//! ([`weight_sequence`], which `expect.weights` reads too), and
 //! the decision time, which may differ by at most one analysis interval (the controllers measure
 //! on their own ticks, so a difference below one interval is the same decision at a different
 //! phase of the clock). The final phase and message and the client error share are reported but
@@ -16,6 +16,7 @@ use serde_json::Value;
 
 use crate::report::model::ScenarioReport;
 use crate::timeline::{Event, Source};
+use crate::verdict::weight_sequence;
 
 /// What one tier did with a scenario.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -134,26 +135,6 @@ pub fn compare(
         decision_delta_intervals: delta,
         mismatches,
     }
-}
-
-/// The distinct positive canary weights the router applied up to `until_s`, in order.
-pub fn weight_sequence(timeline: &[Event], until_s: f64) -> Vec<u64> {
-    let mut out: Vec<u64> = Vec::new();
-    for e in timeline {
-        if e.source != Source::Router || e.kind != "canary-route" || e.t_s <= 0.0 {
-            continue;
-        }
-        if e.t_s > until_s {
-            break;
-        }
-        if let Some(w) = e.data.get("weight").and_then(Value::as_u64)
-            && w > 0
-            && out.last() != Some(&w)
-        {
-            out.push(w);
-        }
-    }
-    out
 }
 
 /// The controller's last `phase` event: phase and message.
@@ -323,9 +304,12 @@ mod tests {
         assert_eq!(c.mismatches[0].real, "met");
     }
 
+    /// Argo Rollouts sets 100 % in the pass that promotes; nginx applies it after a reload,
+    /// which may end after the promotion was observed. It belongs to the decision; what the
+    /// router applies after the grace does not.
     #[test]
-    fn weights_after_the_decision_do_not_count() {
-        let r = report("rolled-back", 1.5, &[20, 50]);
-        assert_eq!(weight_sequence(&r.timeline, 1.5), vec![20]);
+    fn the_deciding_pass_weight_counts_and_later_ones_do_not() {
+        let r = report("promoted", 1.5, &[20, 50, 100, 30]);
+        assert_eq!(weight_sequence(&r.timeline, 1.5), vec![20, 50, 100]);
     }
 }

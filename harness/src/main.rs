@@ -149,6 +149,10 @@ enum Command {
         /// Write the comparison as JSON here.
         #[arg(long, value_name = "FILE")]
         json: Option<PathBuf>,
+        /// Write each tier's per-scenario artifacts (emulated/, real/) and the comparison
+        /// (compare.txt, compare.json) under this folder.
+        #[arg(long, value_name = "DIR")]
+        artifacts: Option<PathBuf>,
     },
     /// The local control plane of `--controller real`.
     Controlplane {
@@ -243,6 +247,7 @@ async fn dispatch(command: Command) -> Exit {
             parallel,
             seed,
             json,
+            artifacts,
         } => {
             gauntlet::cli::compare_tiers(gauntlet::cli::CompareRequest {
                 paths,
@@ -251,6 +256,7 @@ async fn dispatch(command: Command) -> Exit {
                 parallel,
                 seed,
                 json,
+                artifacts,
             })
             .await
         }

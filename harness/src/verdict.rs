@@ -95,12 +95,7 @@ pub fn judge(s: &Scenario, e: &Evidence, timeline: &[Event]) -> Vec<String> {
         ));
     }
     if let (Some(want), Some((_, at))) = (&s.weights, e.decision) {
-        let mut went: Vec<u64> = Vec::new();
-        for w in weights_between(timeline, 0.0, at) {
-            if w > 0 && went.last() != Some(&w) {
-                went.push(w);
-            }
-        }
+        let went = weight_sequence(timeline, at);
         let want: Vec<u64> = want.iter().map(|w| *w as u64).collect();
         if went != want {
             failures.push(format!(
@@ -148,6 +143,21 @@ pub fn judge(s: &Scenario, e: &Evidence, timeline: &[Event]) -> Vec<String> {
         }
     }
     failures
+}
+
+/// The distinct positive canary weights the router applied from the release to the decision,
+/// in order, and within [`GRACE`] after it: the pass that decides may also set a weight (Argo
+/// Rollouts sets 100 % in the pass that promotes), and the router applies it only after an
+/// nginx reload, which can end after the decision was seen. A rollback's weight is 0, so the
+/// grace adds nothing to it.
+pub fn weight_sequence(timeline: &[Event], decision_s: f64) -> Vec<u64> {
+    let mut went: Vec<u64> = Vec::new();
+    for w in weights_between(timeline, 0.0, decision_s + GRACE.as_secs_f64()) {
+        if w > 0 && went.last() != Some(&w) {
+            went.push(w);
+        }
+    }
+    went
 }
 
 /// Canary weights the router applied after `t_s`.

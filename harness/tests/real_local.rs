@@ -601,3 +601,52 @@ spec:
     );
     assert!(failure.contains("release"), "{failure}");
 }
+
+/// `gauntlet compare --artifacts`: both tiers' scenario artifacts and the comparison itself
+/// land in the folder, and the JSON holds both sides of the scenario as they were observed.
+#[test]
+fn compare_writes_each_tiers_artifacts_and_the_comparison() {
+    require_root();
+    let _turn = UP_ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let run = Command::new(env!("CARGO_BIN_EXE_gauntlet"))
+        .current_dir(root())
+        .args([
+            "compare",
+            "suites/fidelity/argo-promote.yaml",
+            "--seed",
+            "3",
+        ])
+        .arg("--artifacts")
+        .arg(&out)
+        .env("TMPDIR", tmp.path())
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap();
+    let code = run.status.code();
+    // 0: the same, 1: a difference; anything else means a tier could not run.
+    assert!(matches!(code, Some(0 | 1)), "compare exited {code:?}");
+    let text = std::fs::read_to_string(out.join("compare.txt")).unwrap();
+    assert!(
+        text.contains("fidelity-argo-promote") && text.contains("1 scenario(s)"),
+        "{text}"
+    );
+    assert!(String::from_utf8_lossy(&run.stdout).contains(&text));
+    let doc: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("compare.json")).unwrap()).unwrap();
+    let c = &doc["scenarios"][0];
+    assert_eq!(c["name"], "fidelity-argo-promote");
+    assert_eq!(doc["seed"], 3);
+    for tier in ["emulated", "real"] {
+        assert!(c[tier]["outcome"].is_string(), "{tier}: {c}");
+        let timeline = out.join(tier).join("fidelity-argo-promote/timeline.json");
+        let report: Value =
+            serde_json::from_str(&std::fs::read_to_string(&timeline).unwrap()).unwrap();
+        assert_eq!(report["outcome"], c[tier]["outcome"], "{tier}");
+    }
+    assert_eq!(
+        c["mismatches"].as_array().unwrap().is_empty(),
+        code == Some(0)
+    );
+}

@@ -26,6 +26,9 @@ pub struct CompareRequest {
     pub parallel: usize,
     pub seed: Option<u64>,
     pub json: Option<PathBuf>,
+    /// Each tier's per-scenario artifacts (`emulated/`, `real/`) and the comparison
+    /// (`compare.txt`, `compare.json`) under this folder.
+    pub artifacts: Option<PathBuf>,
 }
 
 /// The analysis interval of a target's policy: Flagger's `analysis.interval` (default 1m);
@@ -96,11 +99,12 @@ pub async fn compare_tiers(req: CompareRequest) -> Exit {
         eprintln!("{why}: stopping");
         let _ = stop_tx.send(true);
     });
-    let opts = RunOptions {
+    let opts_of = |tier: &str| RunOptions {
         seed,
-        artifacts: None,
-        stop: stop_rx,
+        artifacts: req.artifacts.as_ref().map(|d| d.join(tier)),
+        stop: stop_rx.clone(),
     };
+    let tier_opts = [opts_of("emulated"), opts_of("real")];
     let progress = Arc::new(Progress::auto());
     let gates = [
         Arc::new(Semaphore::new(parallel)),
@@ -110,7 +114,8 @@ pub async fn compare_tiers(req: CompareRequest) -> Exit {
     for (i, (s, p)) in chosen.iter().cloned().enumerate() {
         for tier in [Tier::Emulated, Tier::Real] {
             let gate = gates[tier as usize].clone();
-            let (opts, progress, cluster) = (opts.clone(), progress.clone(), cluster.clone());
+            let opts = tier_opts[tier as usize].clone();
+            let (progress, cluster) = (progress.clone(), cluster.clone());
             let (s, p) = (s.clone(), p.clone());
             tasks.spawn(async move {
                 let _permit = gate.acquire_owned().await;
@@ -163,33 +168,51 @@ pub async fn compare_tiers(req: CompareRequest) -> Exit {
             .and_then(|m| analysis_interval(&m));
         comparisons.push(compare(&e.report, &r.report, interval));
     }
-    println!("{}", table(&comparisons));
-    let differ = comparisons.iter().filter(|c| !c.matches()).count();
-    println!(
-        "{} scenario(s): {} the same, {differ} different",
+    let summary = format!(
+        "{}\n{} scenario(s): {} the same, {} different",
+        table(&comparisons),
         comparisons.len(),
-        comparisons.len() - differ
+        comparisons.len() - differ_count(&comparisons),
+        differ_count(&comparisons)
     );
+    println!("{summary}");
     let mut exit = if infra {
         Exit::Infra
-    } else if differ > 0 {
+    } else if differ_count(&comparisons) > 0 {
         Exit::Failed
     } else {
         Exit::Passed
     };
+    let doc = serde_json::json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "seed": seed,
+        "scenarios": comparisons,
+    });
+    let json = serde_json::to_string_pretty(&doc).expect("comparisons serialize");
+    let mut outputs: Vec<(PathBuf, &str)> = Vec::new();
     if let Some(path) = &req.json {
-        let doc = serde_json::json!({
-            "version": env!("CARGO_PKG_VERSION"),
-            "seed": seed,
-            "scenarios": comparisons,
-        });
-        let text = serde_json::to_string_pretty(&doc).expect("comparisons serialize");
-        if let Err(e) = std::fs::write(path, text) {
+        outputs.push((path.clone(), &json));
+    }
+    if let Some(dir) = &req.artifacts {
+        outputs.push((dir.join("compare.json"), &json));
+        outputs.push((dir.join("compare.txt"), &summary));
+    }
+    for (path, text) in outputs {
+        let written = match path.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => std::fs::create_dir_all(parent),
+            _ => Ok(()),
+        }
+        .and_then(|()| std::fs::write(&path, text));
+        if let Err(e) = written {
             eprintln!("error: writing {}: {e}", path.display());
             exit = Exit::Infra;
         }
     }
     exit
+}
+
+fn differ_count(comparisons: &[Comparison]) -> usize {
+    comparisons.iter().filter(|c| !c.matches()).count()
 }
 
 #[cfg(test)]
