@@ -61,6 +61,27 @@ struct RunArgs {
     /// kubeconfig context (kube backend).
     #[arg(long)]
     context: Option<String>,
+    /// The sample app's image as the cluster pulls it, e.g.
+    /// registry.example.com/gauntlet/sample-app:0.1.0 (kube backend; replaces the targets'
+    /// `gauntlet/sample-app`, which no registry serves).
+    #[arg(long, value_name = "REF")]
+    image: Option<String>,
+    /// The ingress controller's address from here, e.g. a staging load balancer (kube
+    /// backend; no port-forward then).
+    #[arg(long, value_name = "URL")]
+    ingress_url: Option<String>,
+    /// The ingress controller's Service to port-forward to when there is no --ingress-url
+    /// (kube backend).
+    #[arg(
+        long,
+        value_name = "NAMESPACE/NAME[:PORT]",
+        default_value = "ingress-nginx/ingress-nginx-controller:80"
+    )]
+    ingress_service: String,
+    /// Prometheus from here, for the artifacts' metric dumps (kube backend; without it,
+    /// a port-forward to monitoring/prometheus is tried).
+    #[arg(long, value_name = "URL")]
+    prometheus_url: Option<String>,
     /// Only scenarios whose name contains this.
     #[arg(long)]
     filter: Option<String>,
@@ -122,10 +143,18 @@ enum Command {
         controller: ControllerArg,
     },
     /// Delete what `up --backend kind` created; with `--backend local`, what a killed gauntlet
-    /// left behind (temp folders, cgroups, stray processes).
+    /// left behind (temp folders, cgroups, stray processes); with `--backend kube`, the
+    /// scenario namespaces that killed runs left on the cluster.
     Down {
         #[arg(long, value_enum, default_value_t = Backend::Kind)]
         backend: Backend,
+        /// kubeconfig context (kube backend).
+        #[arg(long)]
+        context: Option<String>,
+        /// Only namespaces created longer ago than this (kube backend), so that a run still
+        /// going keeps its own.
+        #[arg(long, value_name = "DURATION", default_value = "2h", value_parser = humantime::parse_duration)]
+        older_than: std::time::Duration,
     },
     /// Run scenarios under the emulated and the real controller (the local control plane) at
     /// the policy's own clock and report where they differ: outcome, weights, decision time
@@ -233,10 +262,17 @@ async fn dispatch(command: Command) -> Exit {
         ),
         Command::Down {
             backend: Backend::Kind,
+            ..
         } => gauntlet::cli::down_kind().await,
         Command::Down {
             backend: Backend::Local,
+            ..
         } => gauntlet::cli::down_local(),
+        Command::Down {
+            backend: Backend::Kube,
+            context,
+            older_than,
+        } => gauntlet::cli::down_kube(context.as_deref(), older_than).await,
         Command::Controlplane {
             command: ControlplaneCommand::Build,
         } => gauntlet::cli::controlplane_build().await,
@@ -260,10 +296,6 @@ async fn dispatch(command: Command) -> Exit {
             })
             .await
         }
-        Command::Down { .. } => usage(
-            "`gauntlet down --backend kube`: nothing to take down; each scenario deletes its own \
-             namespace",
-        ),
         Command::Run(a) => {
             gauntlet::cli::run(gauntlet::cli::RunRequest {
                 backend: match a.backend {
@@ -276,6 +308,12 @@ async fn dispatch(command: Command) -> Exit {
                     ControllerArg::Real => gauntlet::cli::RunController::Real,
                 },
                 context: a.context,
+                reach: gauntlet::cli::KubeReach {
+                    image: a.image,
+                    ingress_url: a.ingress_url,
+                    ingress_service: Some(a.ingress_service),
+                    prometheus_url: a.prometheus_url,
+                },
                 paths: a.paths,
                 filter: a.filter,
                 tag: a.tag,

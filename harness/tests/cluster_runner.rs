@@ -141,12 +141,8 @@ async fn rig(scenario: &str) -> Rig {
     let (stop_tx, stop) = watch::channel(false);
     Rig {
         ns: render::scenario_namespace(scenario, SEED),
-        target: ClusterTarget {
-            backend: "kube",
-            client: fake.client(),
-            ingress_url: ingress.url.clone(),
-            prometheus_url: None,
-        },
+        // The fake ingress applies a change at once; a test of ingress-nginx's delay sets it.
+        target: ClusterTarget::new("kube", fake.client(), ingress.url.clone(), Duration::ZERO),
         fake,
         ingress,
         _stop: stop_tx,
@@ -536,4 +532,49 @@ async fn a_gate_the_canary_has_no_webhook_for_is_refused_before_the_cluster_is_t
     let failure = f.report.failure.clone().unwrap();
     assert!(failure.contains("`rollback` webhook"), "{failure}");
     assert!(r.fake.requests().is_empty());
+}
+
+/// Argo aborts once the ingress has served some of the release; the ingress (playing
+/// ingress-nginx, which applies a change only at its next sync) keeps sending users to the
+/// release for `lag` after the abort.
+async fn rollback_behind_a_slow_ingress(name: &str, lag: Duration) -> Finished {
+    let mut r = rig(name).await;
+    r.target.ingress_sync = gauntlet::runner::cluster::INGRESS_NGINX_SYNC;
+    r.fake.lock().controller = Some(Box::new(argo_controller));
+    let (fake, ingress, coll) = (r.fake.clone(), r.ingress.clone(), r.rollouts());
+    let script = tokio::spawn(async move {
+        let mut ro = released_rollout(&fake, &coll).await;
+        ingress.serve("2.0.0");
+        ingress.wait_more(10).await;
+        ro["status"]["phase"] = json!("Degraded");
+        ro["status"]["message"] = json!(ABORTED);
+        ro["status"]["abort"] = json!(true);
+        fake.put(&coll, ro);
+        // The ingress's delay in applying weight 0 is the behaviour under test.
+        tokio::time::sleep(lag).await;
+        ingress.serve("1.0.0");
+    });
+    let s = argo(name).expect(Outcome::RolledBack);
+    let f = run_on_cluster(&s, &r.target, &r.opts, None).await;
+    script.await.unwrap();
+    f
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollback_that_ingress_nginx_applies_at_its_next_sync_is_not_a_broken_rollback() {
+    // 3 s: within ingress-nginx's sync bound (3.4 s) beyond the 2 s grace.
+    let f = rollback_behind_a_slow_ingress("cr-slow-ingress", Duration::from_secs(3)).await;
+    assert_eq!(f.status, Status::Passed, "{:?}", f.report.failure);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_still_served_after_the_ingress_sync_bound_breaks_the_rollback() {
+    // 7 s: past the 5.4 s bound, inside the observation after it.
+    let f = rollback_behind_a_slow_ingress("cr-stuck-ingress", Duration::from_secs(7)).await;
+    assert_eq!(f.status, Status::Failed);
+    let failure = f.report.failure.clone().unwrap_or_default();
+    assert!(
+        failure.contains("after the rollback") && failure.contains("came from the release 2.0.0"),
+        "{failure}"
+    );
 }

@@ -547,12 +547,12 @@ spec:
     )
     .unwrap();
     let s = gauntlet::scenario::file::load(&file, 1).unwrap();
-    let target = gauntlet::runner::cluster::ClusterTarget {
-        backend: "local",
-        client: cluster.client(),
-        ingress_url: cluster.ingress_url().to_string(),
-        prometheus_url: None,
-    };
+    let target = gauntlet::runner::cluster::ClusterTarget::new(
+        "local",
+        cluster.client(),
+        cluster.ingress_url().to_string(),
+        Duration::ZERO,
+    );
     let (_stop_tx, stop) = tokio::sync::watch::channel(false);
     let opts = gauntlet::runner::RunOptions {
         seed: 1,
@@ -649,4 +649,212 @@ fn compare_writes_each_tiers_artifacts_and_the_comparison() {
         c["mismatches"].as_array().unwrap().is_empty(),
         code == Some(0)
     );
+}
+
+/// A client of the cluster behind `kubeconfig`.
+async fn client_of(kubeconfig: &str) -> kube::Client {
+    let k = kube::config::Kubeconfig::read_from(kubeconfig).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(k, &Default::default())
+        .await
+        .unwrap();
+    kube::Client::try_from(config).unwrap()
+}
+
+/// The pod template of a fixture's workload, as a Pod in `namespace`.
+fn pod_of_fixture(fixture: &Path, namespace: &str) -> Pod {
+    let m = gauntlet::spec::load_target(fixture).unwrap();
+    let prepared = gauntlet::cluster::kube::render::prepare(
+        &m,
+        &gauntlet::cluster::kube::RenderOptions {
+            namespace: namespace.into(),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let template = prepared.template_owner()["spec"]["template"].clone();
+    serde_json::from_value(json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "restricted-check", "namespace": namespace},
+        "spec": template["spec"],
+    }))
+    .unwrap()
+}
+
+/// `gauntlet` with the local control plane's kubeconfig, as a user of `--backend kube` would
+/// run it against a staging cluster.
+fn gauntlet_on(kubeconfig: &str, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_gauntlet"))
+        .current_dir(root())
+        .args(args)
+        .env("KUBECONFIG", kubeconfig)
+        .stderr(Stdio::piped())
+        .stdout(Stdio::piped())
+        .output()
+        .unwrap()
+}
+
+/// The kube backend against a real API server with the real Argo Rollouts (the local control
+/// plane of `gauntlet up --controller real`, the nearest thing to a staging cluster here):
+/// the sample app passes the `restricted` Pod Security Standard, a run without an image the
+/// cluster can pull or without the CRDs it needs is refused before it starts, a scenario runs
+/// through a given ingress address, and `down --backend kube` removes only gauntlet's stale
+/// scenario namespaces.
+#[test]
+fn the_kube_backend_runs_on_a_real_api_server_as_on_staging() {
+    require_root();
+    let _turn = UP_ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut child, printed) = up_real(tmp.path());
+    let kubeconfig = printed["kubeconfig"].clone();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let client = client_of(&kubeconfig).await;
+        // Every fixture's pod passes `restricted`; without its securityContext it would not
+        // (the API server's PodSecurity admission is on, so this can fail).
+        let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+        let restricted = serde_json::from_value(json!({
+            "metadata": {"name": "restricted-check",
+                         "labels": {"pod-security.kubernetes.io/enforce": "restricted"}}
+        }))
+        .unwrap();
+        namespaces
+            .create(&PostParams::default(), &restricted)
+            .await
+            .unwrap();
+        let pods: Api<Pod> = Api::namespaced(client.clone(), "restricted-check");
+        let dry = PostParams {
+            dry_run: true,
+            ..PostParams::default()
+        };
+        let mut fixtures: Vec<PathBuf> = std::fs::read_dir(root().join("fixtures/apps"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        fixtures.sort();
+        assert!(fixtures.len() >= 10, "{fixtures:?}");
+        for f in &fixtures {
+            let pod = pod_of_fixture(f, "restricted-check");
+            if let Err(e) = pods.create(&dry, &pod).await {
+                panic!("{}: refused in a restricted namespace: {e}", f.display());
+            }
+        }
+        let mut bare = pod_of_fixture(&root().join("fixtures/apps/argo"), "restricted-check");
+        let spec = bare.spec.as_mut().unwrap();
+        spec.security_context = None;
+        spec.containers[0].security_context = None;
+        let refused = pods.create(&dry, &bare).await.unwrap_err().to_string();
+        assert!(refused.contains("violates PodSecurity"), "{refused}");
+
+        // A killed run's scenario namespace (labelled, annotated) and someone else's.
+        for (name, labels, annotations) in [
+            (
+                "gauntlet-killed-run-000001",
+                json!({"app.kubernetes.io/managed-by": "gauntlet"}),
+                json!({"gauntlet.dev/scenario": "killed-run"}),
+            ),
+            (
+                "not-a-scenario",
+                json!({"app.kubernetes.io/managed-by": "gauntlet"}),
+                json!({}),
+            ),
+        ] {
+            let ns = serde_json::from_value(json!({
+                "metadata": {"name": name, "labels": labels, "annotations": annotations}
+            }))
+            .unwrap();
+            namespaces
+                .create(&PostParams::default(), &ns)
+                .await
+                .unwrap();
+        }
+    });
+
+    // A run that needs an image the cluster can pull says so before it starts.
+    let scenario = "suites/argo/errors-rolled-back.yaml";
+    let out = gauntlet_on(&kubeconfig, &["run", "--backend", "kube", scenario]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("--image REF") && err.contains("argo-500s-rolled-back"),
+        "{err}"
+    );
+    // A Flagger target on a cluster with only Argo Rollouts: what is missing, and nothing
+    // installed.
+    let out = gauntlet_on(
+        &kubeconfig,
+        &[
+            "run",
+            "--backend",
+            "kube",
+            "--image",
+            "gauntlet/sample-app:latest",
+            "--ingress-url",
+            &printed["ingress"],
+            "suites/flagger/errors-failed.yaml",
+        ],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains("canaries.flagger.app") && err.contains("installs nothing"),
+        "{err}"
+    );
+    // The scenario itself, through the given ingress address: no port-forward.
+    let t = Instant::now();
+    let out = gauntlet_on(
+        &kubeconfig,
+        &[
+            "run",
+            "--backend",
+            "kube",
+            "--image",
+            "gauntlet/sample-app:latest",
+            "--ingress-url",
+            &printed["ingress"],
+            "--prometheus-url",
+            &printed["prometheus"],
+            "--seed",
+            "5",
+            scenario,
+        ],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}{err}");
+    assert!(text.contains("argo-500s-rolled-back"), "{text}");
+    eprintln!(
+        "{scenario} on --backend kube: {:.1}s",
+        t.elapsed().as_secs_f64()
+    );
+
+    // `down --backend kube`: the killed run's namespace goes, the other stays.
+    let out = gauntlet_on(
+        &kubeconfig,
+        &["down", "--backend", "kube", "--older-than", "0s"],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("gauntlet-killed-run-000001"), "{err}");
+    // Not the namespace `up` deployed its baseline into, though gauntlet labelled it.
+    assert!(!err.contains("namespace default"), "{err}");
+    rt.block_on(async {
+        let client = client_of(&kubeconfig).await;
+        let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client);
+        let killed = namespaces
+            .get_opt("gauntlet-killed-run-000001")
+            .await
+            .unwrap();
+        assert!(killed.is_none_or(|n| n.metadata.deletion_timestamp.is_some()));
+        let other = namespaces.get("not-a-scenario").await.unwrap();
+        assert!(other.metadata.deletion_timestamp.is_none());
+    });
+
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGINT).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "gauntlet up did not stop");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }

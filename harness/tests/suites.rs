@@ -86,9 +86,15 @@ fn main() {
                         if backend == Backend::Local {
                             return Ok(run_scenario(&s, &plan, &opts, None).await);
                         }
+                        let reach = gauntlet::cli::KubeReach {
+                            image: std::env::var("GAUNTLET_IMAGE").ok(),
+                            ..Default::default()
+                        };
                         let c = connect(
                             backend,
                             context.as_deref(),
+                            &reach,
+                            &[(s.clone(), plan.clone())],
                             &workspace,
                             opts.artifacts.is_some(),
                         )

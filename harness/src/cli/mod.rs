@@ -1,13 +1,15 @@
 //! What the commands do, apart from parsing them (main.rs).
 
 pub mod compare;
+pub mod down;
 pub mod run;
 pub mod up;
 pub mod up_real;
 
 pub use self::compare::{CompareRequest, compare_tiers};
+pub use self::down::down_kube;
 pub use self::run::{
-    Backend as RunBackend, Controller as RunController, RunRequest, list, run, validate,
+    Backend as RunBackend, Controller as RunController, KubeReach, RunRequest, list, run, validate,
 };
 pub use self::up::{down_kind, up_kind, up_local};
 pub use self::up_real::{controlplane_build, down_local, up_real};

@@ -46,6 +46,8 @@ pub struct RunRequest {
     pub controller: Controller,
     /// kubeconfig context (kube backend).
     pub context: Option<String>,
+    /// Where the kube backend reaches things, and the image its nodes pull.
+    pub reach: KubeReach,
     pub paths: Vec<PathBuf>,
     pub filter: Option<String>,
     pub tag: Option<String>,
@@ -55,6 +57,42 @@ pub struct RunRequest {
     pub json: Option<PathBuf>,
     pub junit: Option<PathBuf>,
     pub artifacts: Option<PathBuf>,
+}
+
+/// How a run on an existing cluster (`--backend kube`) reaches it and what it runs there.
+#[derive(Debug, Clone, Default)]
+pub struct KubeReach {
+    /// The sample app's image as the cluster pulls it (`--image`).
+    pub image: Option<String>,
+    /// The ingress controller's address from here (`--ingress-url`): no port-forward.
+    pub ingress_url: Option<String>,
+    /// The ingress controller's Service, `NAMESPACE/NAME[:PORT]` (`--ingress-service`),
+    /// port-forwarded when there is no `ingress_url`.
+    pub ingress_service: Option<String>,
+    /// Prometheus from here, for the artifacts (`--prometheus-url`): no port-forward.
+    pub prometheus_url: Option<String>,
+}
+
+/// ingress-nginx's own Service, as its deploy manifests name it.
+pub const DEFAULT_INGRESS_SERVICE: &str = "ingress-nginx/ingress-nginx-controller:80";
+
+/// `NAMESPACE/NAME[:PORT]` as the namespace, `svc/NAME` and the port (80 when left out).
+pub fn parse_service(text: &str) -> Result<(String, String, u16), String> {
+    let bad = || {
+        format!(
+            "--ingress-service {text:?}: expected NAMESPACE/NAME[:PORT], e.g. \
+             {DEFAULT_INGRESS_SERVICE}"
+        )
+    };
+    let (ns, rest) = text.split_once('/').ok_or_else(bad)?;
+    let (name, port) = match rest.split_once(':') {
+        Some((n, p)) => (n, p.parse::<u16>().map_err(|_| bad())?),
+        None => (rest, 80),
+    };
+    if ns.is_empty() || name.is_empty() || name.contains('/') {
+        return Err(bad());
+    }
+    Ok((ns.to_string(), format!("svc/{name}"), port))
 }
 
 /// Loads and checks every scenario under `paths`, at `time_scale` when given (its times
@@ -276,6 +314,12 @@ pub async fn run(req: RunRequest) -> Exit {
     for (s, p) in &chosen {
         warn_races(s, p);
     }
+    if req.backend == Backend::Kube
+        && let Err(e) = check_kube_request(&req, &chosen)
+    {
+        eprintln!("error: {e}");
+        return Exit::BadInput;
+    }
     let cluster = match req.backend {
         Backend::Local if real => match connect_real(&chosen).await {
             Ok(c) => Some(c),
@@ -294,6 +338,8 @@ pub async fn run(req: RunRequest) -> Exit {
         Backend::Kind | Backend::Kube => match connect(
             req.backend,
             req.context.as_deref(),
+            &req.reach,
+            &chosen,
             std::path::Path::new("."),
             req.artifacts.is_some(),
         )
@@ -397,7 +443,6 @@ pub async fn run(req: RunRequest) -> Exit {
 #[derive(Clone)]
 pub struct Connected {
     pub target: ClusterTarget,
-    _forward: Option<Arc<crate::cluster::kube::portforward::PortForward>>,
     _prometheus: Option<Arc<crate::cluster::kube::portforward::PortForward>>,
     local: Option<Arc<tokio::sync::Mutex<Option<crate::cluster::local::real::RealCluster>>>>,
 }
@@ -442,33 +487,42 @@ pub async fn connect_real(
     }
     Ok(Connected {
         target: ClusterTarget {
-            backend: "local",
-            client: cluster.client(),
-            ingress_url: cluster.ingress_url().to_string(),
             prometheus_url: Some(cluster.prometheus_url().to_string()),
+            // gauntlet's router has applied a change before it reports it.
+            ..ClusterTarget::new(
+                "local",
+                cluster.client(),
+                cluster.ingress_url().to_string(),
+                std::time::Duration::ZERO,
+            )
         },
-        _forward: None,
         _prometheus: None,
         local: Some(Arc::new(tokio::sync::Mutex::new(Some(cluster)))),
     })
 }
 
 /// Reaches the cluster: kind (the cluster of `root/kind-config.yaml`) through its host port,
-/// after checking Docker and kind; kube through kubeconfig (`context`, or the current one) and
-/// a port-forward to ingress-nginx, and `with_prometheus` one to `monitoring/prometheus` for
-/// the artifacts (a cluster without it gets a note, not an error).
+/// after checking Docker and kind; kube through kubeconfig (`context`, or the current one),
+/// after checking that it has what the `scenarios` need ([`preflight::missing`]), with the
+/// ingress at `reach.ingress_url` or through a port-forward to `reach.ingress_service`, and
+/// `with_prometheus` Prometheus for the artifacts (a cluster without it gets a note, not an
+/// error).
 ///
 /// # Errors
-/// `backend` is `Local`, or the cluster cannot be reached (exit 3).
+/// `backend` is `Local`, or the cluster cannot be reached or lacks something (exit 3).
 pub async fn connect(
     backend: Backend,
     context: Option<&str>,
+    reach: &KubeReach,
+    scenarios: &[(Scenario, Plan)],
     root: &std::path::Path,
     with_prometheus: bool,
 ) -> Result<Connected, crate::cluster::InfraError> {
+    use crate::cluster::InfraError;
     use crate::cluster::{kind, kube};
+    use crate::runner::cluster::INGRESS_NGINX_SYNC;
     match backend {
-        Backend::Local => Err(crate::cluster::InfraError::Other(
+        Backend::Local => Err(InfraError::Other(
             "the local backend has no cluster to connect to".into(),
         )),
         Backend::Kind => {
@@ -476,35 +530,70 @@ pub async fn connect(
             let config = kind::KindConfig::read(root)?;
             let k = kind::KindCluster::from_config(&config);
             let client = kube::connect(Some(&k.context)).await.map_err(|e| {
-                crate::cluster::InfraError::Other(format!(
+                InfraError::Other(format!(
                     "{e}; create the cluster first: gauntlet up --backend kind"
                 ))
             })?;
+            let mut target = ClusterTarget::new("kind", client, k.ingress_url, INGRESS_NGINX_SYNC);
+            target.prometheus_url = k.prometheus_url;
             Ok(Connected {
-                target: ClusterTarget {
-                    backend: "kind",
-                    client,
-                    ingress_url: k.ingress_url,
-                    prometheus_url: k.prometheus_url,
-                },
-                _forward: None,
+                target,
                 _prometheus: None,
                 local: None,
             })
         }
         Backend::Kube => {
             let client = kube::connect(context).await?;
-            let forward = kube::portforward::PortForward::start(
-                context,
-                "ingress-nginx",
-                "svc/ingress-nginx-controller",
-                80,
-                std::time::Duration::from_secs(30),
-            )
-            .await?;
+            let targets: Vec<crate::spec::Manifests> = scenarios
+                .iter()
+                .filter_map(|(s, _)| crate::spec::load_target(&s.target).ok())
+                .collect();
+            let missing = kube::preflight::missing(&client, &targets)
+                .await
+                .map_err(|e| {
+                    InfraError::Other(format!(
+                        "the cluster did not answer the checks before the run: {e}"
+                    ))
+                })?;
+            if !missing.is_empty() {
+                return Err(InfraError::Other(format!(
+                    "the cluster lacks what the scenarios need, and gauntlet installs nothing \
+                     into an existing cluster:\n  - {}",
+                    missing.join("\n  - ")
+                )));
+            }
+            let (ingress_url, forward) = match &reach.ingress_url {
+                Some(url) => (url.clone(), None),
+                None => {
+                    let (ns, svc, port) = parse_service(
+                        reach
+                            .ingress_service
+                            .as_deref()
+                            .unwrap_or(DEFAULT_INGRESS_SERVICE),
+                    )
+                    .map_err(InfraError::Other)?;
+                    let f = kube::portforward::PortForward::start(
+                        context,
+                        &ns,
+                        &svc,
+                        port,
+                        std::time::Duration::from_secs(30),
+                    )
+                    .await
+                    .map_err(|e| {
+                        InfraError::Other(format!(
+                            "{e}; name the ingress controller's Service with --ingress-service \
+                             NAMESPACE/NAME[:PORT], or its address with --ingress-url URL"
+                        ))
+                    })?;
+                    (f.url(), Some(Arc::new(f)))
+                }
+            };
             // Ours (fixtures/kind/prometheus.yaml) if the cluster has it; only for artifacts.
-            let prometheus = if with_prometheus {
-                match kube::portforward::PortForward::start(
+            let (prometheus_url, prometheus) = match (&reach.prometheus_url, with_prometheus) {
+                (Some(url), _) => (Some(url.clone()), None),
+                (None, false) => (None, None),
+                (None, true) => match kube::portforward::PortForward::start(
                     context,
                     "monitoring",
                     "svc/prometheus",
@@ -513,26 +602,63 @@ pub async fn connect(
                 )
                 .await
                 {
-                    Ok(f) => Some(f),
+                    Ok(f) => (Some(f.url()), Some(Arc::new(f))),
                     Err(e) => {
-                        eprintln!("note: no Prometheus range dumps in the artifacts: {e}");
-                        None
+                        eprintln!(
+                            "note: no Prometheus range dumps in the artifacts: {e} (--prometheus-url URL gives its address)"
+                        );
+                        (None, None)
                     }
-                }
-            } else {
-                None
-            };
-            Ok(Connected {
-                target: ClusterTarget {
-                    backend: "kube",
-                    client,
-                    ingress_url: forward.url(),
-                    prometheus_url: prometheus.as_ref().map(|p| p.url()),
                 },
-                _forward: Some(Arc::new(forward)),
-                _prometheus: prometheus.map(Arc::new),
+            };
+            let mut target = ClusterTarget::new("kube", client, ingress_url, INGRESS_NGINX_SYNC);
+            target.prometheus_url = prometheus_url;
+            target.image = reach.image.clone();
+            target.ingress_forward = forward;
+            Ok(Connected {
+                target,
+                _prometheus: prometheus,
                 local: None,
             })
         }
     }
+}
+
+/// What a kube run's options must say before anything starts: an image the cluster can pull
+/// for every target that runs the sample app under its unpublished name.
+fn check_kube_request(req: &RunRequest, chosen: &[(Scenario, Plan)]) -> Result<(), String> {
+    use crate::cluster::kube::preflight::{
+        SAMPLE_APP_REPOSITORY, is_unpublished_sample_app, workload_image,
+    };
+    if let Some(url) = &req.reach.ingress_url
+        && reqwest::Url::parse(url).map_or(true, |u| !u.scheme().starts_with("http"))
+    {
+        return Err(format!(
+            "--ingress-url {url:?} is not an http(s) URL; give the ingress's address, e.g. http://127.0.0.1:8080"
+        ));
+    }
+    if let Some(svc) = &req.reach.ingress_service {
+        parse_service(svc)?;
+    }
+    if req.reach.image.is_some() {
+        return Ok(());
+    }
+    let mut needing: Vec<String> = Vec::new();
+    for (s, _) in chosen {
+        let image = crate::spec::load_target(&s.target)
+            .ok()
+            .and_then(|m| workload_image(&m));
+        if let Some(image) = image.filter(|i| is_unpublished_sample_app(i)) {
+            needing.push(format!("{} ({}: {image})", s.name, s.target.display()));
+        }
+    }
+    if needing.is_empty() {
+        return Ok(());
+    }
+    Err(format!(
+        "these scenarios run the sample app as `{SAMPLE_APP_REPOSITORY}`, which no registry serves: {}. \
+         On an existing cluster, build the sample app's image, push it where the cluster pulls \
+         from, and pass it with --image REF (README, \"Release gating on an existing cluster\")",
+        needing.join(", ")
+    ))
 }

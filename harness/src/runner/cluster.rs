@@ -23,7 +23,6 @@ use crate::report::model::ScenarioReport;
 use crate::scenario::{Action, Outcome, Scenario};
 use crate::spec::ControllerKind;
 use crate::timeline::{Source, Timeline};
-use crate::verdict::GRACE;
 
 /// Where the cluster is reached.
 #[derive(Clone)]
@@ -36,6 +35,40 @@ pub struct ClusterTarget {
     /// Prometheus from here, for the artifacts' range dumps (kind: the host port of
     /// `kind-config.yaml`; kube: a port-forward); `None`: no dumps, said in the artifacts.
     pub prometheus_url: Option<String>,
+    /// The sample app's image as this cluster pulls it (`--image`), in place of the targets'
+    /// own; `None` keeps theirs (kind loads `gauntlet/sample-app:latest` into its node).
+    pub image: Option<String>,
+    /// How long the ingress may take, after the controller changed the split, to apply it
+    /// (see [`INGRESS_NGINX_SYNC`]); the rollback and promotion checks start that much later.
+    pub ingress_sync: Duration,
+    /// The port-forward carrying the load, when there is one: a drop during a scenario makes
+    /// it an infrastructure failure, since the requests of the gap failed for that reason.
+    pub ingress_forward: Option<std::sync::Arc<crate::cluster::kube::portforward::PortForward>>,
+}
+
+/// ingress-nginx applies Ingress changes at most 0.3 times a second (its `--sync-rate-limit`
+/// default), so a correct rollback can still send users to the release for up to 3.4 s
+/// after the controller wrote weight 0.
+pub const INGRESS_NGINX_SYNC: Duration = Duration::from_millis(3400);
+
+impl ClusterTarget {
+    /// A cluster whose ingress is reached at `ingress_url` and applies changes within `ingress_sync`.
+    pub fn new(
+        backend: &'static str,
+        client: ::kube::Client,
+        ingress_url: String,
+        ingress_sync: Duration,
+    ) -> ClusterTarget {
+        ClusterTarget {
+            backend,
+            client,
+            ingress_url,
+            prometheus_url: None,
+            image: None,
+            ingress_sync,
+            ingress_forward: None,
+        }
+    }
 }
 
 /// Images pulled, controllers reconciling: a cluster needs far longer than local processes.
@@ -99,7 +132,10 @@ pub async fn run_on_cluster_with(
         KubeCluster::new(
             target.client.clone(),
             &m,
-            KubeOptions::for_scenario(&s.name, opts.seed),
+            KubeOptions {
+                image: target.image.clone(),
+                ..KubeOptions::for_scenario(&s.name, opts.seed)
+            },
             timeline.clone(),
         )
         .and_then(|kc| {
@@ -257,6 +293,8 @@ async fn exercise(
         seed: opts.seed,
         host: kc.ingress_host().map(str::to_string),
     };
+    let settle = super::settle_time(s, target.ingress_sync);
+    let drops_before = target.ingress_forward.as_ref().map(|f| f.drops());
     let load = match Load::start(&target.ingress_url, spec, timeline.clone()).await {
         Ok(l) => l,
         Err(e) => return infra(report, format!("the load generator: {e}")),
@@ -340,17 +378,33 @@ async fn exercise(
         report.decision_s = Some(t);
         if !interrupted {
             tokio::select! {
-                _ = tokio::time::sleep(GRACE + OBSERVE) => {}
+                _ = tokio::time::sleep(settle + OBSERVE) => {}
                 _ = stopped(&mut stop) => interrupted = true,
             }
         }
     }
     let stats = load.stop().await;
+    if let (Some(f), Some(before)) = (&target.ingress_forward, drops_before)
+        && f.drops() > before
+    {
+        return infra(
+            report,
+            format!(
+                "the port-forward to the ingress ({}) dropped {} time(s) during the scenario and \
+                 was restarted; the requests of the gap failed for that reason, not the \
+                 release's, so no verdict is given. Pass --ingress-url with an address of the \
+                 ingress that needs no port-forward, if the cluster has one",
+                f.what(),
+                f.drops() - before
+            ),
+        );
+    }
     let ended = Ended {
         decision,
         waited_s,
         last_status: kc.status().line,
         interrupted,
+        settle,
     };
     conclude(s, &stats, ended, timeline, report)
 }

@@ -204,6 +204,27 @@ pub(crate) struct Ended {
     /// The controller's last status, for a missing or wrong decision.
     pub last_status: String,
     pub interrupted: bool,
+    /// How long after the decision users may still be served by the old split: responses
+    /// from then on are judged (see [`settle_time`]).
+    pub settle: Duration,
+}
+
+/// How long after the decision the old split may still serve users: [`GRACE`] for requests
+/// in flight and a reload, the ingress's own delay in applying a change (`ingress_sync`:
+/// nothing for gauntlet's router, which applies before it reports; ingress-nginx's sync
+/// rate limit on clusters), and the release's slowest answer, since a request sent to the
+/// release just before the switch is answered that much later.
+pub fn settle_time(s: &Scenario, ingress_sync: Duration) -> Duration {
+    let slowest = s
+        .faults
+        .iter()
+        .filter_map(|f| match f {
+            crate::scenario::Fault::Latency { delay, jitter } => Some(*delay + *jitter),
+            _ => None,
+        })
+        .max()
+        .unwrap_or_default();
+    GRACE + ingress_sync + slowest
 }
 
 /// What the load saw and the controller decided, judged against the scenario. Fills the
@@ -220,6 +241,7 @@ pub(crate) fn conclude(
         waited_s,
         last_status,
         interrupted,
+        settle,
     } = ended;
     let end_s = decision.map_or(waited_s, |(_, t)| t);
     let evidence = Evidence {
@@ -228,7 +250,7 @@ pub(crate) fn conclude(
         waited_s,
         client: verdict::client_report(&stats.between(0.0, end_s), stats.p95_ms(0.0, end_s)),
         after: decision
-            .map(|(_, t)| stats.between(t + GRACE.as_secs_f64(), f64::INFINITY))
+            .map(|(_, t)| stats.between(t + settle.as_secs_f64(), f64::INFINITY))
             .unwrap_or_default(),
     };
     report.client = evidence.client.clone();
@@ -542,6 +564,7 @@ async fn exercise<C: Controller<Platform = LocalStack> + Operable>(
         waited_s,
         last_status: ctl.status_line(),
         interrupted,
+        settle: GRACE,
     };
     conclude(s, &stats, ended, timeline, report)
 }

@@ -19,8 +19,10 @@
 
 pub mod actions;
 pub mod gates;
+pub mod leftovers;
 pub mod observe;
 pub mod portforward;
+pub mod preflight;
 pub mod render;
 pub mod resources;
 pub mod watch;

@@ -42,6 +42,9 @@ pub fn is_cluster_scoped(kind: &str) -> bool {
     CLUSTER_SCOPED.contains(&kind)
 }
 
+/// How every scenario namespace's name begins.
+pub const SCENARIO_PREFIX: &str = "gauntlet-";
+
 /// A DNS-1123 label (≤ 63 characters) for one run of a scenario: `gauntlet-<name>-<salt>`. The
 /// salt (e.g. the seed, or the time) keeps a rerun clear of a namespace still terminating.
 pub fn scenario_namespace(scenario: &str, salt: u64) -> String {
