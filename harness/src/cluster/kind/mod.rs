@@ -305,6 +305,7 @@ pub async fn up(
         &config,
         &locked.node_image,
         &opts.root,
+        None,
         progress,
     )
     .await?;
@@ -402,7 +403,8 @@ pub async fn up(
 /// Creates the cluster of `config`, or reuses the one of its name when it is healthy. A cluster
 /// that exists but does not answer (an interrupted `kind create`, a stopped node container) is
 /// deleted and created again: reusing it would fail later, at the first API call, with an
-/// error that does not say why.
+/// error that does not say why. Its health is read through `kubeconfig` (the default
+/// kubeconfig, where kind writes its context, when `None`).
 ///
 /// # Errors
 /// A `kind` command failed.
@@ -411,11 +413,12 @@ pub async fn ensure_cluster(
     config: &KindConfig,
     node_image: &str,
     root: &Path,
+    kubeconfig: Option<&Path>,
     progress: &mut dyn FnMut(&str),
 ) -> Result<(), InfraError> {
     let clusters = run_long(kind, &["get", "clusters"], root, Duration::from_secs(60)).await?;
     if clusters.lines().any(|l| l.trim() == config.name) {
-        match cluster_health(&config.context()).await {
+        match cluster_health(&config.context(), kubeconfig).await {
             Ok(()) => {
                 progress(&format!("reusing kind cluster `{}`", config.name));
                 return Ok(());
@@ -464,12 +467,27 @@ pub async fn ensure_cluster(
 /// How long the API server of a cluster to reuse may take to answer `/readyz`.
 const HEALTH_WITHIN: Duration = Duration::from_secs(15);
 
-/// Whether the cluster of kubeconfig `context` answers: its API server's `/readyz` says `ok`.
-/// The error says what is wrong (no such context, no answer, not ready).
-pub async fn cluster_health(context: &str) -> Result<(), String> {
-    let client = crate::cluster::kube::connect(Some(context))
-        .await
-        .map_err(|e| e.to_string())?;
+/// Whether the cluster of kubeconfig `context` (in `kubeconfig`, or the default kubeconfig)
+/// answers: its API server's `/readyz` says `ok`. The error says what is wrong (no such
+/// context, no answer, not ready).
+pub async fn cluster_health(context: &str, kubeconfig: Option<&Path>) -> Result<(), String> {
+    let client = match kubeconfig {
+        None => crate::cluster::kube::connect(Some(context))
+            .await
+            .map_err(|e| e.to_string())?,
+        Some(path) => {
+            let kc = ::kube::config::Kubeconfig::read_from(path)
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            let opts = ::kube::config::KubeConfigOptions {
+                context: Some(context.to_string()),
+                ..Default::default()
+            };
+            let config = ::kube::Config::from_custom_kubeconfig(kc, &opts)
+                .await
+                .map_err(|e| format!("kubeconfig context `{context}`: {e}"))?;
+            ::kube::Client::try_from(config).map_err(|e| e.to_string())?
+        }
+    };
     let request = http::Request::builder()
         .uri("/readyz")
         .body(Vec::new())
