@@ -220,12 +220,98 @@ fn kind_root() -> std::path::PathBuf {
     std::path::PathBuf::from(".")
 }
 
+/// SIGINT and SIGTERM, listened to for the whole of a kind step, so that a second one (during
+/// the teardown of the first) is seen too rather than swallowed by a handler nobody polls.
+struct Interrupts {
+    int: Option<tokio::signal::unix::Signal>,
+    term: Option<tokio::signal::unix::Signal>,
+}
+
+impl Interrupts {
+    fn install() -> Interrupts {
+        Interrupts {
+            int: signal(SignalKind::interrupt()).ok(),
+            term: signal(SignalKind::terminate()).ok(),
+        }
+    }
+
+    /// The next SIGINT or SIGTERM.
+    async fn next(&mut self) -> &'static str {
+        let int = async {
+            match self.int.as_mut() {
+                Some(s) => s.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        let term = async {
+            match self.term.as_mut() {
+                Some(s) => s.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = int => "SIGINT",
+            _ = term => "SIGTERM",
+        }
+    }
+}
+
+/// How long the commands of an interrupted kind step get to stop after SIGTERM (`kind create`
+/// removes its half-made node containers) before they are killed.
+const KIND_TEARDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// Runs a kind step (`up` or `down`) unless interrupted. On the first SIGINT or SIGTERM the
+/// commands it runs (`kind create`, `docker build`, ...) are asked to stop and get
+/// [`KIND_TEARDOWN_GRACE`] to do so; a second signal kills them at once. Either way the exit is
+/// the one an interrupted local `up` ends with ([`start_unless_stopped`]).
+async fn kind_step<T>(
+    step: impl std::future::Future<Output = Result<T, InfraError>>,
+) -> Result<T, Exit> {
+    let mut signals = Interrupts::install();
+    // Boxed so that dropping it (below) really ends it, killing what it runs.
+    let mut step = Box::pin(step);
+    let why = tokio::select! {
+        done = &mut step => {
+            return done.map_err(|e| {
+                eprintln!("error: {e}");
+                Exit::Infra
+            });
+        }
+        why = signals.next() => why,
+    };
+    let asked = crate::cluster::kind::stop_commands();
+    if asked > 0 {
+        eprintln!(
+            "{why}: stopping the running `kind`/`docker` command (up to {}s; again to stop at once) ...",
+            KIND_TEARDOWN_GRACE.as_secs()
+        );
+        tokio::select! {
+            // The step ends with an error once its command has exited.
+            _ = &mut step => {}
+            _ = tokio::time::sleep(KIND_TEARDOWN_GRACE) => {
+                eprintln!("the command did not stop within {}s: killing it", KIND_TEARDOWN_GRACE.as_secs());
+            }
+            again = signals.next() => eprintln!("{again}: killing it"),
+        }
+    }
+    // Dropping the step kills whatever it still runs.
+    drop(step);
+    eprintln!(
+        "{why}: stopped; run `gauntlet up --backend kind` again to finish (a half-made cluster is recreated)"
+    );
+    Err(Exit::Infra)
+}
+
 /// `gauntlet up --backend kind`: create or reuse the kind cluster and install the pinned
 /// controllers, ingress-nginx and Prometheus; exit 3 naming what is missing (Docker, kind, an
-/// unpinned download) when it cannot.
+/// unpinned download) when it cannot. Interrupts: see [`kind_step`].
 pub async fn up_kind() -> Exit {
     let opts = crate::cluster::kind::UpOptions::new(kind_root());
-    match crate::cluster::kind::up(&opts, &mut |l| eprintln!("{l}")).await {
+    let up = async {
+        let mut progress = |l: &str| eprintln!("{l}");
+        crate::cluster::kind::up(&opts, &mut progress).await
+    };
+    match kind_step(up).await {
         Ok(k) => {
             println!("ingress: {}", k.ingress_url);
             if let Some(p) = &k.prometheus_url {
@@ -234,20 +320,19 @@ pub async fn up_kind() -> Exit {
             println!("context: {}", k.context);
             Exit::Passed
         }
-        Err(e) => {
-            eprintln!("error: {e}");
-            Exit::Infra
-        }
+        Err(exit) => exit,
     }
 }
 
 /// `gauntlet down --backend kind`.
 pub async fn down_kind() -> Exit {
-    match crate::cluster::kind::down(&kind_root(), &mut |l| eprintln!("{l}")).await {
+    let root = kind_root();
+    let down = async {
+        let mut progress = |l: &str| eprintln!("{l}");
+        crate::cluster::kind::down(&root, &mut progress).await
+    };
+    match kind_step(down).await {
         Ok(()) => Exit::Passed,
-        Err(e) => {
-            eprintln!("error: {e}");
-            Exit::Infra
-        }
+        Err(exit) => exit,
     }
 }

@@ -1,14 +1,18 @@
 //! Installing a component into the kind cluster: the verified manifest text is split into
 //! objects, placed in the component's namespace, adjusted where gauntlet needs it (pure,
 //! golden-tested functions), applied server-side, and waited for by watching (CRDs
-//! `Established`, Deployments complete, Jobs complete), each wait with a deadline.
+//! `Established`, Jobs finished, the Secrets a component's controller mounts, Deployments
+//! available), each wait with a deadline.
 
 use std::time::Duration;
 
 use ::kube::Api;
 use ::kube::runtime::wait::{Condition, await_condition, conditions};
+use ::kube::runtime::watcher::watch_object;
+use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use serde_json::{Value, json};
 
@@ -147,11 +151,37 @@ pub fn loadtester_overlay(docs: &mut [Value], namespace: &str) {
     }
 }
 
+/// The Secrets `component`'s controller needs and that something in `docs` makes at install
+/// time, as `(namespace, name)`: ingress-nginx's admission webhook certificate, which its
+/// `ingress-nginx-admission-create` Job writes and the controller's pod mounts. Waiting for it
+/// names the real problem (the Job did not do its work) instead of a Deployment that never
+/// becomes available.
+pub fn secrets_needed(component: &str, docs: &[Value]) -> Vec<(String, String)> {
+    if component != "ingress-nginx" {
+        return Vec::new();
+    }
+    docs.iter()
+        .filter(|d| kind_of(d) == "Deployment" && name_of(d) == "ingress-nginx-controller")
+        .filter_map(|d| d.pointer("/metadata/namespace").and_then(Value::as_str))
+        .map(|ns| (ns.to_string(), INGRESS_NGINX_ADMISSION_SECRET.to_string()))
+        .collect()
+}
+
+/// The Secret ingress-nginx's admission Jobs create (its webhook's serving certificate).
+pub const INGRESS_NGINX_ADMISSION_SECRET: &str = "ingress-nginx-admission";
+
 /// Applies `docs` (in [`apply_order`]) and waits until they are ready: CRDs established, then
-/// every Deployment complete and every Job complete, each within `within`.
+/// every Job finished, the Secrets of [`secrets_needed`] present, and every Deployment
+/// available, each within `within`.
+///
+/// A Job that is gone when (or while) it is waited for counts as finished: only the TTL
+/// controller deletes it that soon, after it finished (`ttlSecondsAfterFinished: 0`, as
+/// ingress-nginx's admission Jobs have). Whether it did its work is what the waits after it
+/// check (the Secret it writes, the Deployment that mounts it).
 ///
 /// # Errors
-/// A refused apply, or something not ready in time, named with what it waited for.
+/// A refused apply, a Job that failed, or something not ready in time, named with what it
+/// waited for.
 pub async fn apply_and_wait(
     resolver: &mut Resolver,
     component: &str,
@@ -179,44 +209,140 @@ pub async fn apply_and_wait(
         )
         .await?;
     }
+    // The uid of each Job as applied: a Job of that name with another uid is not ours.
+    let mut job_uids = std::collections::BTreeMap::new();
     for d in docs
         .iter()
         .filter(|d| kind_of(d) != "CustomResourceDefinition")
     {
-        resolver.apply(d).await?;
-    }
-    for d in &docs {
-        let ns = d
-            .pointer("/metadata/namespace")
-            .and_then(Value::as_str)
-            .unwrap_or("default");
-        match kind_of(d) {
-            "Deployment" => {
-                let api: Api<Deployment> = Api::namespaced(client.clone(), ns);
-                wait(
-                    api,
-                    name_of(d),
-                    conditions::is_deployment_completed(),
-                    within,
-                    &format!("{component}: Deployment {ns}/{} available", name_of(d)),
-                )
-                .await?;
-            }
-            "Job" => {
-                let api: Api<Job> = Api::namespaced(client.clone(), ns);
-                wait(
-                    api,
-                    name_of(d),
-                    conditions::is_job_completed(),
-                    within,
-                    &format!("{component}: Job {ns}/{} complete", name_of(d)),
-                )
-                .await?;
-            }
-            _ => {}
+        let answer = resolver.apply(d).await?;
+        if kind_of(d) == "Job"
+            && let Some(uid) = answer.pointer("/metadata/uid").and_then(Value::as_str)
+        {
+            job_uids.insert(name_of(d).to_string(), uid.to_string());
         }
     }
+    let ns_of = |d: &Value| {
+        d.pointer("/metadata/namespace")
+            .and_then(Value::as_str)
+            .unwrap_or("default")
+            .to_string()
+    };
+    for d in docs.iter().filter(|d| kind_of(d) == "Job") {
+        let ns = ns_of(d);
+        let api: Api<Job> = Api::namespaced(client.clone(), &ns);
+        wait_job(
+            api,
+            name_of(d),
+            job_uids.get(name_of(d)).map(String::as_str),
+            within,
+            &format!("{component}: Job {ns}/{} finished", name_of(d)),
+        )
+        .await?;
+    }
+    for (ns, name) in secrets_needed(component, &docs) {
+        let api: Api<Secret> = Api::namespaced(client.clone(), &ns);
+        let exists = |s: Option<&Secret>| s.is_some();
+        wait(
+            api,
+            &name,
+            exists,
+            within,
+            &format!("{component}: Secret {ns}/{name} (made by its admission Jobs)"),
+        )
+        .await?;
+    }
+    for d in docs.iter().filter(|d| kind_of(d) == "Deployment") {
+        let ns = ns_of(d);
+        let api: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+        wait(
+            api,
+            name_of(d),
+            conditions::is_deployment_completed(),
+            within,
+            &format!("{component}: Deployment {ns}/{} available", name_of(d)),
+        )
+        .await?;
+    }
     Ok(())
+}
+
+/// How a Job stands: `Some(Ok)` complete, `Some(Err(why))` failed, `None` still running.
+pub fn job_outcome(job: &Job) -> Option<Result<(), String>> {
+    let conds = job.status.as_ref()?.conditions.as_ref()?;
+    let is = |kind: &str| conds.iter().find(|c| c.type_ == kind && c.status == "True");
+    if is("Complete").is_some() {
+        return Some(Ok(()));
+    }
+    is("Failed").map(|c| {
+        Err(format!(
+            "{}: {}",
+            c.reason.as_deref().unwrap_or("Failed"),
+            c.message.as_deref().unwrap_or("")
+        ))
+    })
+}
+
+/// Waits for Job `name` (applied with `uid`, when known) to finish, or to be gone: see
+/// [`apply_and_wait`].
+///
+/// # Errors
+/// The Job failed, or did neither within `within`.
+pub async fn wait_job(
+    api: Api<Job>,
+    name: &str,
+    uid: Option<&str>,
+    within: Duration,
+    what: &str,
+) -> Result<(), InfraError> {
+    let watch = async {
+        let mut stream = std::pin::pin!(watch_object(api, name));
+        while let Some(event) = stream.next().await {
+            match event {
+                // Gone: deleted after it finished (by its TTL).
+                Ok(None) => return Ok(()),
+                // Replaced by a Job of the same name: ours is gone as well.
+                Ok(Some(j)) if uid.is_some() && j.metadata.uid.as_deref() != uid => {
+                    return Ok(());
+                }
+                Ok(Some(j)) => match job_outcome(&j) {
+                    Some(Ok(())) => return Ok(()),
+                    Some(Err(why)) => {
+                        return Err(InfraError::NotReady {
+                            what: what.to_string(),
+                            within,
+                            detail: format!(
+                                "the Job failed ({why}); look at its pods' logs                                  (`kubectl logs -n {} job/{name}`)",
+                                j.metadata.namespace.as_deref().unwrap_or("default")
+                            ),
+                        });
+                    }
+                    None => {}
+                },
+                Err(e) => {
+                    return Err(InfraError::NotReady {
+                        what: what.to_string(),
+                        within,
+                        detail: format!("the watch failed: {e}"),
+                    });
+                }
+            }
+        }
+        Err(InfraError::NotReady {
+            what: what.to_string(),
+            within,
+            detail: "the watch ended".into(),
+        })
+    };
+    match tokio::time::timeout(within, watch).await {
+        Ok(r) => r,
+        Err(_) => Err(InfraError::NotReady {
+            what: what.to_string(),
+            within,
+            detail: "still not finished; look at `kubectl get jobs,pods -A` and the pods' events"
+                .into(),
+        }),
+    }
 }
 
 async fn wait<K>(
@@ -247,6 +373,47 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ingress_nginx_needs_its_admission_secret_where_its_controller_runs() {
+        let mut docs = parse_docs(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: ingress-nginx-controller}\n---\napiVersion: batch/v1\nkind: Job\nmetadata: {name: ingress-nginx-admission-create}\n",
+        )
+        .unwrap();
+        place(&mut docs, "ingress-nginx");
+        assert_eq!(
+            secrets_needed("ingress-nginx", &docs),
+            vec![(
+                "ingress-nginx".to_string(),
+                "ingress-nginx-admission".to_string()
+            )]
+        );
+        assert!(secrets_needed("argo-rollouts", &docs).is_empty());
+    }
+
+    #[test]
+    fn a_jobs_outcome_reads_its_conditions() {
+        let job = |conds: Value| -> Job {
+            serde_json::from_value(
+                json!({"metadata": {"name": "j"}, "status": {"conditions": conds}}),
+            )
+            .unwrap()
+        };
+        assert_eq!(job_outcome(&job(json!([]))), None);
+        assert_eq!(
+            job_outcome(&job(
+                json!([{"type": "SuccessCriteriaMet", "status": "True"}, {"type": "Complete", "status": "True"}])
+            )),
+            Some(Ok(()))
+        );
+        let failed = job_outcome(&job(
+            json!([{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "message": "Job has reached the specified backoff limit"}]),
+        ));
+        assert!(
+            matches!(&failed, Some(Err(w)) if w.contains("BackoffLimitExceeded")),
+            "{failed:?}"
+        );
+    }
 
     #[test]
     fn the_loadtester_gets_its_namespace_and_pinned_image() {

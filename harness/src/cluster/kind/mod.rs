@@ -14,9 +14,14 @@
 pub mod install;
 pub mod lock;
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+
+use nix::sys::signal::Signal;
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -295,39 +300,15 @@ pub async fn up(
     let lock_path = opts.root.join(LOCK);
     let locked = lock::Lock::read(&lock_path)?;
 
-    let clusters = run_long(
+    ensure_cluster(
         &tools.kind,
-        &["get", "clusters"],
+        &config,
+        &locked.node_image,
         &opts.root,
-        Duration::from_secs(60),
+        None,
+        progress,
     )
     .await?;
-    if clusters.lines().any(|l| l.trim() == config.name) {
-        progress(&format!("reusing kind cluster `{}`", config.name));
-    } else {
-        progress(&format!(
-            "creating kind cluster `{}` ({}) ...",
-            config.name, locked.node_image
-        ));
-        run_long(
-            &tools.kind,
-            &[
-                "create",
-                "cluster",
-                "--name",
-                &config.name,
-                "--config",
-                CONFIG,
-                "--image",
-                &locked.node_image,
-                "--wait",
-                "180s",
-            ],
-            &opts.root,
-            Duration::from_secs(600),
-        )
-        .await?;
-    }
 
     if !opts.skip_image {
         progress(&format!(
@@ -343,17 +324,13 @@ pub async fn up(
         )
         .await?;
         progress(&format!("loading {SAMPLE_APP_IMAGE} into the node ..."));
-        run_long(
+        load_image(
+            &tools.docker,
             &tools.kind,
-            &[
-                "load",
-                "docker-image",
-                SAMPLE_APP_IMAGE,
-                "--name",
-                &config.name,
-            ],
+            SAMPLE_APP_IMAGE,
+            &config.name,
             &opts.root,
-            Duration::from_secs(600),
+            progress,
         )
         .await?;
     }
@@ -423,6 +400,177 @@ pub async fn up(
     Ok(cluster)
 }
 
+/// Creates the cluster of `config`, or reuses the one of its name when it is healthy. A cluster
+/// that exists but does not answer (an interrupted `kind create`, a stopped node container) is
+/// deleted and created again: reusing it would fail later, at the first API call, with an
+/// error that does not say why. Its health is read through `kubeconfig` (the default
+/// kubeconfig, where kind writes its context, when `None`).
+///
+/// # Errors
+/// A `kind` command failed.
+pub async fn ensure_cluster(
+    kind: &Path,
+    config: &KindConfig,
+    node_image: &str,
+    root: &Path,
+    kubeconfig: Option<&Path>,
+    progress: &mut dyn FnMut(&str),
+) -> Result<(), InfraError> {
+    let clusters = run_long(kind, &["get", "clusters"], root, Duration::from_secs(60)).await?;
+    if clusters.lines().any(|l| l.trim() == config.name) {
+        match cluster_health(&config.context(), kubeconfig).await {
+            Ok(()) => {
+                progress(&format!("reusing kind cluster `{}`", config.name));
+                return Ok(());
+            }
+            Err(why) => {
+                progress(&format!(
+                    "kind cluster `{}` exists but is not healthy ({why}): deleting it to create \
+                     it again ...",
+                    config.name
+                ));
+                run_long(
+                    kind,
+                    &["delete", "cluster", "--name", &config.name],
+                    root,
+                    Duration::from_secs(300),
+                )
+                .await?;
+            }
+        }
+    }
+    progress(&format!(
+        "creating kind cluster `{}` ({node_image}) ...",
+        config.name
+    ));
+    run_long(
+        kind,
+        &[
+            "create",
+            "cluster",
+            "--name",
+            &config.name,
+            "--config",
+            CONFIG,
+            "--image",
+            node_image,
+            "--wait",
+            "180s",
+        ],
+        root,
+        Duration::from_secs(600),
+    )
+    .await?;
+    Ok(())
+}
+
+/// How long the API server of a cluster to reuse may take to answer `/readyz`.
+const HEALTH_WITHIN: Duration = Duration::from_secs(15);
+
+/// Whether the cluster of kubeconfig `context` (in `kubeconfig`, or the default kubeconfig)
+/// answers: its API server's `/readyz` says `ok`. The error says what is wrong (no such
+/// context, no answer, not ready).
+pub async fn cluster_health(context: &str, kubeconfig: Option<&Path>) -> Result<(), String> {
+    let client = match kubeconfig {
+        None => crate::cluster::kube::connect(Some(context))
+            .await
+            .map_err(|e| e.to_string())?,
+        Some(path) => {
+            let kc = ::kube::config::Kubeconfig::read_from(path)
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            let opts = ::kube::config::KubeConfigOptions {
+                context: Some(context.to_string()),
+                ..Default::default()
+            };
+            let config = ::kube::Config::from_custom_kubeconfig(kc, &opts)
+                .await
+                .map_err(|e| format!("kubeconfig context `{context}`: {e}"))?;
+            ::kube::Client::try_from(config).map_err(|e| e.to_string())?
+        }
+    };
+    let request = http::Request::builder()
+        .uri("/readyz")
+        .body(Vec::new())
+        .map_err(|e| e.to_string())?;
+    match tokio::time::timeout(HEALTH_WITHIN, client.request_text(request)).await {
+        Ok(Ok(body)) if body.trim() == "ok" => Ok(()),
+        Ok(Ok(body)) => Err(format!("its API server's /readyz says {}", body.trim())),
+        Ok(Err(e)) => Err(format!("its API server does not answer /readyz: {e}")),
+        Err(_) => Err(format!(
+            "its API server did not answer /readyz within {HEALTH_WITHIN:?}"
+        )),
+    }
+}
+
+/// Loads `image` from Docker into the nodes of kind cluster `cluster`. `kind load docker-image`
+/// first; when it fails, `docker save` to an archive and `kind load image-archive`, which is
+/// what works with Docker's containerd image store (the default from Docker Engine 29), whose
+/// `docker save` of the image's other platforms makes `kind load docker-image` fail (kind issue
+/// #3795). The archive is removed afterwards.
+///
+/// # Errors
+/// Both ways failed, each named with the end of its output.
+pub async fn load_image(
+    docker: &Path,
+    kind: &Path,
+    image: &str,
+    cluster: &str,
+    cwd: &Path,
+    progress: &mut dyn FnMut(&str),
+) -> Result<(), InfraError> {
+    let direct = run_long(
+        kind,
+        &["load", "docker-image", image, "--name", cluster],
+        cwd,
+        Duration::from_secs(600),
+    )
+    .await;
+    let Err(direct) = direct else {
+        return Ok(());
+    };
+    progress(&format!(
+        "`kind load docker-image` failed ({}); loading {image} through `docker save` and \
+         `kind load image-archive` instead (Docker's containerd image store, kind issue #3795) ...",
+        last_line(&direct.to_string())
+    ));
+    let dir = tempfile::Builder::new()
+        .prefix("gauntlet-image-")
+        .tempdir()
+        .map_err(InfraError::io("creating a folder for the image archive"))?;
+    let archive = dir.path().join("image.tar");
+    let archive_arg = archive.to_string_lossy().into_owned();
+    let fallback = async {
+        run_long(
+            docker,
+            &["save", "-o", &archive_arg, image],
+            cwd,
+            Duration::from_secs(600),
+        )
+        .await?;
+        run_long(
+            kind,
+            &["load", "image-archive", &archive_arg, "--name", cluster],
+            cwd,
+            Duration::from_secs(600),
+        )
+        .await
+    }
+    .await;
+    // The archive (the image's size) goes whatever happened.
+    let _ = std::fs::remove_file(&archive);
+    drop(dir);
+    match fallback {
+        Ok(_) => Ok(()),
+        Err(e) => Err(InfraError::Other(format!(
+            "loading {image} into kind cluster `{cluster}` failed both ways: {direct}; then {e}"
+        ))),
+    }
+}
+
+fn last_line(s: &str) -> &str {
+    s.trim().lines().last().unwrap_or("").trim()
+}
+
 fn namespace_doc(name: &str) -> Value {
     serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
 }
@@ -466,6 +614,60 @@ pub fn unavailable() -> Option<String> {
     preflight().err().map(|e| e.to_string())
 }
 
+/// Set by [`stop_commands`]: no command starts after it.
+static STOPPING: AtomicBool = AtomicBool::new(false);
+/// The process groups of the commands running now (their leader's pid).
+static RUNNING: Mutex<BTreeSet<i32>> = Mutex::new(BTreeSet::new());
+
+fn running() -> std::sync::MutexGuard<'static, BTreeSet<i32>> {
+    RUNNING.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// One running command's process group. Dropped before the command ended (its caller gave up:
+/// a deadline, an interrupt), it kills the whole group, so nothing `kind` or `docker` started
+/// outlives the step.
+struct Group {
+    pgid: Option<i32>,
+}
+
+impl Group {
+    fn register(pid: Option<u32>) -> Group {
+        let pgid = pid.and_then(|p| i32::try_from(p).ok());
+        if let Some(g) = pgid {
+            running().insert(g);
+        }
+        Group { pgid }
+    }
+
+    /// The command ended on its own: nothing to kill.
+    fn ended(&mut self) {
+        if let Some(g) = self.pgid.take() {
+            running().remove(&g);
+        }
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        if let Some(g) = self.pgid.take() {
+            running().remove(&g);
+            let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(g), Signal::SIGKILL);
+        }
+    }
+}
+
+/// For an interrupt of `up` or `down`: asks every command running now to stop (SIGTERM to its
+/// process group, so `kind` can clean up after itself) and starts no new one. Returns how many
+/// were running; the step that ran each ends with an error once it exits.
+pub fn stop_commands() -> usize {
+    STOPPING.store(true, Ordering::SeqCst);
+    let groups: Vec<i32> = running().iter().copied().collect();
+    for g in &groups {
+        let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(*g), Signal::SIGTERM);
+    }
+    groups.len()
+}
+
 /// Runs a command to completion (at most `within`), in `cwd`; its stdout, or an error naming
 /// the command with the end of its output.
 async fn run_long(
@@ -493,6 +695,13 @@ async fn run_long_env(
         ),
         args.join(" ")
     );
+    if STOPPING.load(Ordering::SeqCst) {
+        return Err(InfraError::Other(format!(
+            "interrupted: `{shown}` not started"
+        )));
+    }
+    // A group of its own, so that stopping it reaches what it started (kind's `docker`
+    // commands) and nothing else.
     let child = tokio::process::Command::new(program)
         .args(args)
         .envs(envs.iter().copied())
@@ -500,12 +709,14 @@ async fn run_long_env(
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        .process_group(0)
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| InfraError::StartFailed {
             what: format!("`{shown}`"),
             reason: e.to_string(),
         })?;
+    let mut group = Group::register(child.id());
     let out = tokio::time::timeout(within, child.wait_with_output())
         .await
         .map_err(|_| InfraError::NotReady {
@@ -514,6 +725,7 @@ async fn run_long_env(
             detail: "killed".into(),
         })?
         .map_err(InfraError::io(format!("`{shown}`")))?;
+    group.ended();
     if out.status.success() {
         return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
     }

@@ -12,10 +12,11 @@ use tokio::sync::{Notify, watch};
 
 use super::NodeContext;
 use super::container::{self, Waiting};
-use super::status::{self, ContainerState, ContainerView, Transitions};
-use crate::cluster::RevisionHash;
+use super::status::{self, ContainerState, ContainerView, Finished, Transitions};
 use crate::cluster::local::net::sandbox::Sandbox;
-use crate::cluster::local::pods::{self, PodEnv, Runtime, SandboxRuntime};
+use crate::cluster::local::pods::Backoff;
+use crate::cluster::local::pods::{self, PodEnv, PodRuntime, Runtime, SandboxRuntime};
+use crate::cluster::{RevisionHash, Termination};
 use crate::timeline::Source;
 
 /// Why a worker stops.
@@ -25,6 +26,66 @@ pub enum Stop {
     Deleted,
     /// The pod is gone from the API (or the node stops): stop, delete nothing.
     Gone,
+}
+
+/// The pod's `restartPolicy`: whether a container that exited starts again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestartPolicy {
+    Always,
+    OnFailure,
+    Never,
+}
+
+impl RestartPolicy {
+    /// The policy of `spec.restartPolicy` (`Always` when unset, as the API server defaults it).
+    pub fn of(spec: &k8s_openapi::api::core::v1::PodSpec) -> RestartPolicy {
+        match spec.restart_policy.as_deref() {
+            Some("Never") => RestartPolicy::Never,
+            Some("OnFailure") => RestartPolicy::OnFailure,
+            _ => RestartPolicy::Always,
+        }
+    }
+
+    /// Whether the kubelet starts a container again after `how` it ended: always under
+    /// `Always`, only after a failure under `OnFailure`, never under `Never`.
+    pub fn restarts_after(self, how: &Termination) -> bool {
+        match self {
+            RestartPolicy::Always => true,
+            RestartPolicy::OnFailure => *how != Termination::Completed,
+            RestartPolicy::Never => false,
+        }
+    }
+
+    /// The back-off the container's supervisor runs with. The supervisor restarts every exit
+    /// after its back-off; under `Never` that back-off is made longer than any run, so the pod
+    /// worker always sees the exit and finishes the container before a restart could come.
+    /// Under `OnFailure` the worker stops a container that completed within the kubelet's
+    /// back-off (10 s at least), and a failed one restarts with it as under `Always`.
+    fn backoff(self, node: Backoff) -> Backoff {
+        const NEVER: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+        match self {
+            RestartPolicy::Never => Backoff {
+                initial: NEVER,
+                max: NEVER,
+                reset_after: node.reset_after,
+            },
+            _ => node,
+        }
+    }
+}
+
+/// The container's final state when the pod's `policy` does not restart it after its last
+/// exit (the supervisor reports it exited and backing off), else `None`.
+pub fn finished(policy: RestartPolicy, rt: &PodRuntime) -> Option<Finished> {
+    let term = rt.last_termination.as_ref()?;
+    if rt.running || !rt.backing_off || policy.restarts_after(term) {
+        return None;
+    }
+    Some(Finished {
+        termination: term.clone(),
+        run: rt.last_run,
+        restarts: rt.restarts,
+    })
 }
 
 /// What a running container of the pod is made of.
@@ -44,9 +105,10 @@ pub async fn run(ctx: Arc<NodeContext>, pod: K8sPod, mut stop: watch::Receiver<O
     let started = SystemTime::now();
     let mut transitions = Transitions::default();
     let spec = pod.spec.clone().unwrap_or_default();
+    let policy = RestartPolicy::of(&spec);
     let dir = ctx.dir.join(format!("{namespace}_{name}_{uid}"));
 
-    let sandbox = match Sandbox::create(&ctx.net, &ctx.ips, &namespace, &name, &dir).await {
+    let mut sandbox = match Sandbox::create(&ctx.net, &ctx.ips, &namespace, &name, &dir).await {
         Ok(s) => Some(s),
         Err(e) => {
             tracing::warn!("pod {namespace}/{name}: sandbox: {e}");
@@ -89,7 +151,7 @@ pub async fn run(ctx: Arc<NodeContext>, pod: K8sPod, mut stop: watch::Receiver<O
             registry: ctx.registry.clone(),
             timeline: ctx.timeline.clone(),
             changed: tx,
-            backoff: ctx.backoff,
+            backoff: policy.backoff(ctx.backoff),
             grace: Duration::from_secs(
                 spec.termination_grace_period_seconds.unwrap_or(30).max(0) as u64
             ),
@@ -154,11 +216,19 @@ pub async fn run(ctx: Arc<NodeContext>, pod: K8sPod, mut stop: watch::Receiver<O
         });
     }
 
-    let views = |running: &[Running]| -> Vec<ContainerView> {
+    // Containers that exited and that the policy does not restart: name -> (image, state).
+    let mut done: BTreeMap<String, (String, Finished)> = BTreeMap::new();
+    let views = |running: &[Running], done: &BTreeMap<String, (String, Finished)>| {
         spec.containers
             .iter()
             .map(|c| {
-                if let Some(r) = running.iter().find(|r| r.name == c.name) {
+                if let Some((image, f)) = done.get(&c.name) {
+                    ContainerView {
+                        name: c.name.clone(),
+                        image: image.clone(),
+                        state: ContainerState::Finished(f.clone()),
+                    }
+                } else if let Some(r) = running.iter().find(|r| r.name == c.name) {
                     ContainerView {
                         name: r.name.clone(),
                         image: r.image.clone(),
@@ -181,12 +251,41 @@ pub async fn run(ctx: Arc<NodeContext>, pod: K8sPod, mut stop: watch::Receiver<O
                     }
                 }
             })
-            .collect()
+            .collect::<Vec<ContainerView>>()
     };
 
     let mut last_sent = serde_json::Value::Null;
     let why = loop {
-        let status = status::pod_status(ip, started, &views(&running), &mut transitions);
+        // Containers that exited for good: their supervisors stop (no restart comes), and when
+        // none is left to run the sandbox goes, as the kubelet kills a finished pod's sandbox.
+        let mut i = 0;
+        while i < running.len() {
+            match finished(policy, &running[i].pod.runtime()) {
+                Some(f) => {
+                    let r = running.remove(i);
+                    ctx.stopped(&namespace, &name, &r.name);
+                    ctx.timeline.emit(
+                        Source::Pod,
+                        "pod-container-finished",
+                        format!(
+                            "pod {namespace}/{name} container {}: {} (restartPolicy {policy:?})",
+                            r.name, f.termination
+                        ),
+                        serde_json::json!({"pod": name, "namespace": namespace, "container": r.name}),
+                    );
+                    r.pod.stop().await;
+                    done.insert(r.name, (r.image, f));
+                }
+                None => i += 1,
+            }
+        }
+        if running.is_empty()
+            && !done.is_empty()
+            && let Some(sb) = sandbox.take()
+        {
+            sb.remove().await;
+        }
+        let status = status::pod_status(ip, started, &views(&running, &done), &mut transitions);
         if status != last_sent {
             let patch = serde_json::json!({"status": status});
             match api
@@ -219,7 +318,7 @@ pub async fn run(ctx: Arc<NodeContext>, pod: K8sPod, mut stop: watch::Receiver<O
     }
     let stops: Vec<_> = running.into_iter().map(|r| r.pod.stop()).collect();
     futures::future::join_all(stops).await;
-    if let Some(sb) = sandbox {
+    if let Some(sb) = sandbox.take() {
         sb.remove().await;
     }
     if why == Stop::Deleted {
@@ -237,4 +336,60 @@ pub async fn run(ctx: Arc<NodeContext>, pod: K8sPod, mut stop: watch::Receiver<O
         }
     }
     // The pod's folder (its logs) stays until the cluster's folder goes.
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exited(term: Termination) -> PodRuntime {
+        PodRuntime {
+            backing_off: true,
+            last_termination: Some(term),
+            restarts: 0,
+            ..PodRuntime::default()
+        }
+    }
+
+    #[test]
+    fn the_policy_decides_which_exits_restart_as_the_kubelets_does() {
+        let ok = exited(Termination::Completed);
+        let failed = exited(Termination::Error { exit_code: 1 });
+        let oom = exited(Termination::OOMKilled);
+        for rt in [&ok, &failed, &oom] {
+            assert!(finished(RestartPolicy::Always, rt).is_none());
+            let f = finished(RestartPolicy::Never, rt).expect("Never restarts nothing");
+            assert_eq!(Some(&f.termination), rt.last_termination.as_ref());
+        }
+        assert!(finished(RestartPolicy::OnFailure, &ok).is_some());
+        assert!(finished(RestartPolicy::OnFailure, &failed).is_none());
+        assert!(finished(RestartPolicy::OnFailure, &oom).is_none());
+        // Still running (a previous run's termination is remembered): not finished.
+        let running = PodRuntime {
+            running: true,
+            backing_off: false,
+            ..ok.clone()
+        };
+        assert!(finished(RestartPolicy::Never, &running).is_none());
+    }
+
+    #[test]
+    fn restart_policy_defaults_to_always_and_never_backs_off_past_any_run() {
+        let spec = |p: Option<&str>| k8s_openapi::api::core::v1::PodSpec {
+            restart_policy: p.map(str::to_string),
+            ..Default::default()
+        };
+        assert_eq!(RestartPolicy::of(&spec(None)), RestartPolicy::Always);
+        assert_eq!(
+            RestartPolicy::of(&spec(Some("Never"))),
+            RestartPolicy::Never
+        );
+        assert_eq!(
+            RestartPolicy::of(&spec(Some("OnFailure"))),
+            RestartPolicy::OnFailure
+        );
+        let node = Backoff::default();
+        assert!(RestartPolicy::Never.backoff(node).initial > Duration::from_secs(3600 * 24 * 365));
+        assert_eq!(RestartPolicy::OnFailure.backoff(node).initial, node.initial);
+    }
 }
