@@ -1,6 +1,8 @@
 //! One pod on the node, from its binding to its deletion: the sandbox, a supervisor per
 //! container (the local backend's pod machinery: processes, memory cgroups, probes, restarts
-//! with the kubelet's back-off, OOM kills), and its status written back to the API server.
+//! with the kubelet's back-off, OOM kills), the pod's `restartPolicy` (a container `Never` or
+//! `OnFailure` does not restart ends the pod `Succeeded` or `Failed`, so Jobs complete), and its
+//! status written back to the API server.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
