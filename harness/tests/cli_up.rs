@@ -223,16 +223,19 @@ fn up_and_down_on_an_existing_cluster_say_what_to_do_instead() {
         "{err}"
     );
     assert!(err.contains("fixtures/kind/README.md"), "{err}");
+    // `down --backend kube` removes a killed run's namespaces; with no cluster configured it
+    // says how to name one (its work is tested against a real API server in real_local.rs).
+    let empty = tempfile::tempdir().unwrap();
     let out = gauntlet()
         .args(["down", "--backend", "kube"])
+        .env("KUBECONFIG", empty.path().join("none"))
+        .env("HOME", empty.path())
+        .env_remove("KUBERNETES_SERVICE_HOST")
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("each scenario deletes its own namespace"),
-        "{err}"
-    );
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.contains("--context or set KUBECONFIG"), "{err}");
 }
 
 #[tokio::test]
