@@ -163,6 +163,37 @@ fn golden_flagger_target_baseline_and_release() {
     );
 }
 
+/// On a cluster the Flagger fixtures' loadtester runs `hey` against the ingress controller; the
+/// rule it must reach answers only the scenario's host, so `hey` has to send it.
+#[test]
+fn the_loadtesters_hey_sends_the_host_the_ingress_rule_answers() {
+    for target in ["flagger", "flagger-gate"] {
+        let manifests = Manifests::load(&fixture(target)).unwrap();
+        let p = render::prepare(&manifests, &render_opts()).unwrap();
+        let ingress = p.objects.iter().find(|o| o["kind"] == "Ingress").unwrap();
+        let host = ingress
+            .pointer("/spec/rules/0/host")
+            .and_then(Value::as_str)
+            .unwrap();
+        let canary = p.objects.iter().find(|o| o["kind"] == "Canary").unwrap();
+        let hey: Vec<&str> = canary
+            .pointer("/spec/analysis/webhooks")
+            .and_then(Value::as_array)
+            .unwrap()
+            .iter()
+            .filter_map(|h| h.pointer("/metadata/cmd").and_then(Value::as_str))
+            .filter(|c| c.starts_with("hey "))
+            .collect();
+        assert!(!hey.is_empty(), "{target}: no hey command");
+        for cmd in hey {
+            assert!(
+                cmd.contains(&format!(" -host {host} ")),
+                "{target}: `{cmd}` does not send Host: {host}"
+            );
+        }
+    }
+}
+
 #[test]
 fn an_image_override_and_server_fields_are_handled() {
     let manifests = gauntlet::spec::load_target(&fixture("argo")).unwrap();
@@ -523,14 +554,21 @@ async fn a_baseline_that_never_gets_healthy_is_an_infrastructure_error_in_time()
     assert!(e.contains("the baseline of Rollout sample-app"), "{e}");
 }
 
+/// A Rollout paused at its analysis step; with `InconclusiveAnalysisRun`, by that step's own
+/// run.
 fn paused_rollout(reason: &str) -> Value {
-    json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout",
+    let mut ro = json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout",
            "metadata": {"name": "sample-app", "namespace": NS, "generation": 2},
            "spec": {"strategy": {"canary": {"steps": [{"setWeight": 20}, {"analysis": {}}, {"setWeight": 50}]}}},
            "status": {"observedGeneration": "2", "phase": "Paused", "message": reason,
                       "currentStepIndex": 1, "controllerPause": true,
                       "pauseConditions": [{"reason": reason, "startTime": "2026-11-29T12:00:00Z"}],
-                      "stableRS": "aaaa", "currentPodHash": "bbbb"}})
+                      "stableRS": "aaaa", "currentPodHash": "bbbb"}});
+    if reason == "InconclusiveAnalysisRun" {
+        ro["status"]["canary"] = json!({"currentStepAnalysisRunStatus":
+            {"name": "sample-app-bbbb-2-1", "status": "Inconclusive"}});
+    }
+    ro
 }
 
 fn action_patches(fake: &Fake) -> Vec<(String, String, String)> {

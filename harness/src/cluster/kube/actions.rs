@@ -126,15 +126,16 @@ pub fn argo_patches(rollout: &Value, action: Action) -> Vec<MergePatch> {
     };
     let spec_paused = rollout.pointer("/spec/paused").and_then(Value::as_bool) == Some(true);
     let st = rollout.get("status").cloned().unwrap_or(Value::Null);
-    let pause_reasons: Vec<&str> = st
+    let paused_by_conditions = st
         .get("pauseConditions")
         .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|c| c.get("reason").and_then(Value::as_str))
-                .collect()
-        })
-        .unwrap_or_default();
+        .is_some_and(|a| !a.is_empty());
+    // The plugin's `isInconclusive`: the current step's own run, not the pause's reason (a
+    // background run's Inconclusive pauses with the same reason while the step's run measures).
+    let step_run_inconclusive = st
+        .pointer("/canary/currentStepAnalysisRunStatus/status")
+        .and_then(Value::as_str)
+        == Some("Inconclusive");
     let controller_pause = st.get("controllerPause").and_then(Value::as_bool) == Some(true);
     let steps = rollout
         .pointer("/spec/strategy/canary/steps")
@@ -169,20 +170,21 @@ pub fn argo_patches(rollout: &Value, action: Action) -> Vec<MergePatch> {
             }
         }
         Action::Promote => {
-            if pause_reasons.contains(&"InconclusiveAnalysisRun") && controller_pause {
+            if step_run_inconclusive && paused_by_conditions && controller_pause {
                 out.push(status(StatusChange {
                     clear_pause: true,
                     controller_pause: Some(false),
                     current_step_index: Some(next),
                     ..Default::default()
                 }));
-            } else if !pause_reasons.is_empty() {
+            } else if paused_by_conditions {
                 out.push(status(StatusChange {
                     clear_pause: true,
                     ..Default::default()
                 }));
-            } else if !spec_paused && steps > 0 {
-                // Not paused: skip the running setWeight/analysis step.
+            } else if steps > 0 {
+                // No pause condition: skip the running setWeight/analysis step (whether or not
+                // `spec.paused` is also set; the plugin decides the status patch apart from it).
                 out.push(status(StatusChange {
                     clear_pause: true,
                     current_step_index: Some(next),
@@ -230,16 +232,24 @@ mod tests {
             bodies(argo_patches(&paused, Action::Promote)),
             [(Status, r#"{"status":{"pauseConditions":null}}"#.into())]
         );
-        let inconclusive = ro(
-            json!({"currentStepIndex": 1, "controllerPause": true, "pauseConditions": [{"reason": "InconclusiveAnalysisRun"}]}),
-        );
+        let inconclusive = |step_run: &str| {
+            ro(json!({"currentStepIndex": 1, "controllerPause": true,
+                      "pauseConditions": [{"reason": "InconclusiveAnalysisRun"}],
+                      "canary": {"currentStepAnalysisRunStatus": {"name": "r", "status": step_run}}}))
+        };
         assert_eq!(
-            bodies(argo_patches(&inconclusive, Action::Promote)),
+            bodies(argo_patches(&inconclusive("Inconclusive"), Action::Promote)),
             [(
                 Status,
                 r#"{"status":{"pauseConditions":null,"controllerPause":false,"currentStepIndex":2}}"#
                     .into()
             )]
+        );
+        // Paused by the background run while the step's own run still measures: the plugin's
+        // `isInconclusive` is false, so the promote only clears the pause and the step stays.
+        assert_eq!(
+            bodies(argo_patches(&inconclusive("Running"), Action::Promote)),
+            [(Status, r#"{"status":{"pauseConditions":null}}"#.into())]
         );
         let running = ro(json!({"currentStepIndex": 0}));
         assert_eq!(
@@ -264,6 +274,19 @@ mod tests {
         );
         let done = ro(json!({"currentPodHash": "a", "stableRS": "a"}));
         assert!(argo_patches(&done, Action::PromoteFull).is_empty());
+        // `spec.paused` alone (no pause condition): the step is skipped and the spec unpaused.
+        let mut held = running.clone();
+        held["spec"]["paused"] = json!(true);
+        assert_eq!(
+            bodies(argo_patches(&held, Action::Promote)),
+            [
+                (
+                    Status,
+                    r#"{"status":{"pauseConditions":null,"currentStepIndex":1}}"#.into()
+                ),
+                (Spec, r#"{"spec":{"paused":false}}"#.into())
+            ]
+        );
         let mut manual = paused.clone();
         manual["spec"]["paused"] = json!(true);
         assert_eq!(

@@ -242,6 +242,7 @@ pub fn prepare(manifests: &Manifests, opts: &RenderOptions) -> Result<Prepared, 
     objects.sort_by_key(|o| rank(kind_of(o)));
 
     let mut original_ns = BTreeMap::new();
+    let mut host_given = false;
     for o in &mut objects {
         let kind = kind_of(o).to_string();
         let name = name_of(o).to_string();
@@ -269,7 +270,7 @@ pub fn prepare(manifests: &Manifests, opts: &RenderOptions) -> Result<Prepared, 
         if kind == "Ingress"
             && let Some(host) = &opts.ingress_host
         {
-            set_ingress_host(o, host);
+            host_given |= set_ingress_host(o, host);
         }
     }
 
@@ -321,6 +322,9 @@ pub fn prepare(manifests: &Manifests, opts: &RenderOptions) -> Result<Prepared, 
                         *ns = opts.namespace.clone();
                     }
                 }
+            }
+            if host_given && let Some(host) = &opts.ingress_host {
+                send_host_in_load_tests(&mut objects[c], host);
             }
             (object_ref(&objects[c]), d)
         }
@@ -413,7 +417,9 @@ pub fn strip_server_fields(o: &mut Value) {
     }
 }
 
-fn set_ingress_host(o: &mut Value, host: &str) {
+/// Gives the Ingress's host-less rules `host`; whether it gave any.
+fn set_ingress_host(o: &mut Value, host: &str) -> bool {
+    let mut set = false;
     if let Some(Value::Array(rules)) = o.pointer_mut("/spec/rules") {
         for rule in rules {
             if let Value::Object(r) = rule
@@ -422,9 +428,44 @@ fn set_ingress_host(o: &mut Value, host: &str) {
                     .is_none_or(str::is_empty)
             {
                 r.insert("host".into(), Value::String(host.to_string()));
+                set = true;
             }
         }
     }
+    set
+}
+
+/// A Canary's load-test webhooks were written for a host-less Ingress rule, which answers any
+/// `Host:`; once gauntlet gives the rule the scenario's host, a `hey` sent to the ingress
+/// controller without one gets ingress-nginx's 404. Each loadtester `cmd` that runs `hey` and
+/// sets no host gets `-host <host>`; other commands are left as written.
+fn send_host_in_load_tests(canary: &mut Value, host: &str) {
+    let Some(Value::Array(hooks)) = canary.pointer_mut("/spec/analysis/webhooks") else {
+        return;
+    };
+    for hook in hooks {
+        if let Some(Value::String(cmd)) = hook.pointer_mut("/metadata/cmd")
+            && let Some(with_host) = hey_with_host(cmd, host)
+        {
+            *cmd = with_host;
+        }
+    }
+}
+
+/// `cmd` with `-host <host>` after `hey`, or `None` when it is not a `hey` command or already
+/// names a host (`-host`, or a `Host:` header).
+fn hey_with_host(cmd: &str, host: &str) -> Option<String> {
+    let indent = cmd.len() - cmd.trim_start().len();
+    let rest = cmd[indent..].strip_prefix("hey")?;
+    if !rest.starts_with(char::is_whitespace) {
+        return None;
+    }
+    let names_host =
+        cmd.split_whitespace().any(|w| w == "-host") || cmd.to_ascii_lowercase().contains("host:");
+    if names_host {
+        return None;
+    }
+    Some(format!("{}hey -host {host}{rest}", &cmd[..indent]))
 }
 
 /// Sets `env` on the first container of `o.spec.template`: a variable of the same name is
@@ -469,6 +510,46 @@ mod tests {
         );
         assert!(!ns.contains("--"), "{ns}");
         assert_eq!(scenario_namespace("___", 2), "gauntlet-000002");
+    }
+
+    #[test]
+    fn hey_gets_the_host_unless_it_names_one() {
+        let h = "ns.gauntlet.test";
+        assert_eq!(
+            hey_with_host("hey -z 1m -q 10 http://ingress/", h).as_deref(),
+            Some("hey -host ns.gauntlet.test -z 1m -q 10 http://ingress/")
+        );
+        assert_eq!(
+            hey_with_host("  hey http://i/", h).as_deref(),
+            Some("  hey -host ns.gauntlet.test http://i/")
+        );
+        assert_eq!(hey_with_host("hey -host app.example http://i/", h), None);
+        assert_eq!(
+            hey_with_host("hey -H 'Host: app.example' http://i/", h),
+            None
+        );
+        assert_eq!(hey_with_host("curl http://i/", h), None);
+        assert_eq!(hey_with_host("heyy http://i/", h), None);
+    }
+
+    #[test]
+    fn load_tests_get_the_host_only_where_the_canary_has_hooks() {
+        let mut canary = json!({"spec": {"analysis": {"webhooks": [
+            {"name": "load", "metadata": {"type": "cmd", "cmd": "hey -z 1m http://i/"}},
+            {"name": "gate", "url": "http://flagger-loadtester.t/gate/check"},
+        ]}}});
+        send_host_in_load_tests(&mut canary, "h");
+        assert_eq!(
+            canary.pointer("/spec/analysis/webhooks/0/metadata/cmd"),
+            Some(&json!("hey -host h -z 1m http://i/"))
+        );
+        assert_eq!(
+            canary.pointer("/spec/analysis/webhooks/1"),
+            Some(&json!({"name": "gate", "url": "http://flagger-loadtester.t/gate/check"}))
+        );
+        let mut bare = json!({"spec": {}});
+        send_host_in_load_tests(&mut bare, "h");
+        assert_eq!(bare, json!({"spec": {}}));
     }
 
     #[test]
