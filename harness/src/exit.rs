@@ -1,4 +1,4 @@
-//! The process exit codes: a documented contract (DESIGN §6) that CI scripts branch on.
+//! The process exit codes: a documented contract (docs/scenarios.md) that CI scripts branch on.
 
 /// What a gauntlet run ended with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -2,8 +2,8 @@
 //! sample app under load) and checks that it promotes good releases and rolls back bad ones
 //! within a time budget.
 //!
-//! The binary in `main.rs` is a thin CLI over this library; see `DESIGN.md` of the project for
-//! the architecture and the contracts (CLI, scenario file, report, exit codes).
+//! The binary in `main.rs` is a thin CLI over this library. The contracts users rely on are in
+//! the project's README and docs/ (the scenario file and exit codes: docs/scenarios.md).
 
 pub mod cli;
 pub mod cluster;

@@ -183,6 +183,13 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         artifacts: Option<PathBuf>,
     },
+    /// Print the scenario file's JSON Schema (docs/scenario.schema.json), which editors use
+    /// to complete and check scenario files.
+    Schema {
+        /// Write it to this file instead of standard output.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
     /// The local control plane of `--controller real`.
     Controlplane {
         #[command(subcommand)]
@@ -338,6 +345,7 @@ async fn dispatch(command: Command) -> Exit {
         }
         Command::Validate { paths, .. } => gauntlet::cli::validate(&paths, Some(1.0)),
         Command::List { paths } => gauntlet::cli::list(&paths),
+        Command::Schema { out } => gauntlet::cli::schema(out.as_deref()),
     }
 }
 

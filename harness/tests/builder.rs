@@ -1,4 +1,4 @@
-//! The Rust form of a scenario (DESIGN §6 "Rust API"): the same model and run as a YAML file.
+//! The Rust form of a scenario: the same model and run as a YAML file.
 
 use std::path::Path;
 use std::time::Duration;

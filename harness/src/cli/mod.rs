@@ -3,6 +3,7 @@
 pub mod compare;
 pub mod down;
 pub mod run;
+pub mod schema;
 pub mod up;
 pub mod up_real;
 
@@ -11,5 +12,6 @@ pub use self::down::down_kube;
 pub use self::run::{
     Backend as RunBackend, Controller as RunController, KubeReach, RunRequest, list, run, validate,
 };
+pub use self::schema::schema;
 pub use self::up::{down_kind, up_kind, up_local};
 pub use self::up_real::{controlplane_build, down_local, up_real};

@@ -154,7 +154,7 @@ pub(crate) fn print_errors(errors: &[ScenarioError]) {
         eprintln!("error: {e}");
     }
     eprintln!(
-        "{} problem(s); nothing was run. The scenario format is in the README.",
+        "{} problem(s); nothing was run. The scenario format is in docs/scenarios.md.",
         errors.len()
     );
 }

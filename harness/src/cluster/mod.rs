@@ -1,6 +1,6 @@
 //! The seam between scenarios and the places they run.
 //!
-//! Two levels, kept apart (DESIGN §3):
+//! Two levels, kept apart:
 //! - [`Platform`] is what a controller acts on: create and scale a revision's pods, point the
 //!   Services at revisions, set the canary weight and header/cookie routes, read pod state. These
 //!   are the verbs the real controllers apply to ReplicaSets and Ingress annotations. Only the

@@ -1,4 +1,4 @@
-//! `--json FILE`: the machine-readable contract of DESIGN §6. The shape lives in
+//! `--json FILE`: the machine-readable contract CI scripts read. The shape lives in
 //! [`super::model`]; this module only decides how it reaches the disk.
 
 use std::io;
@@ -82,7 +82,7 @@ mod tests {
             ])
         );
         assert_eq!(s["expected"]["client_error_max"], 0.05);
-        // Beyond DESIGN §6: a budget rescaled from the file's timeScale shows both clocks.
+        // Beyond the first version of the contract: a budget rescaled from the file's timeScale shows both clocks.
         let rescaled = &v["scenarios"][1]["expected"];
         assert_eq!(rescaled["within_s"], 120.0);
         assert_eq!(rescaled["time_scale"], 0.25);

@@ -1,4 +1,4 @@
-//! The result of a run, shaped as the JSON report of DESIGN §6. Every reporter (terminal,
+//! The result of a run, shaped as the JSON report (`--json`). Every reporter (terminal,
 //! JSON, JUnit, artifacts) renders these types; none looks at the stack or the controller.
 
 use std::collections::BTreeMap;

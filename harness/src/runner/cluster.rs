@@ -198,7 +198,7 @@ pub async fn run_on_cluster_with(
 }
 
 /// What the artifacts dump from Prometheus for a scenario's namespace: the series the analyses
-/// of both controllers read (DESIGN §3), by canary and version, whatever the user's own queries.
+/// of both controllers read (the exporters' and ingress' series), by canary and version, whatever the user's own queries.
 fn namespace_queries(ns: &str) -> Vec<(String, String)> {
     let sel = format!("namespace=\"{ns}\"");
     [

@@ -1,4 +1,4 @@
-//! Running one scenario on the local backend, as DESIGN §2 draws it: stack up with the baseline
+//! Running one scenario on the local backend: stack up with the baseline
 //! Healthy, load through the ingress, the release, the controller until its decision, a short
 //! observation, then verdict, artifacts and teardown. Whatever happens, a report comes back;
 //! infrastructure failures are told apart from broken expectations (exit 3 vs 1).
@@ -617,7 +617,7 @@ fn sources(
 
 impl Scenario {
     /// Checks and runs the scenario on the local backend: the Rust form of a scenario file
-    /// (DESIGN §6 "Rust API"), for teams whose case does not fit YAML.
+    /// (docs/scenarios.md), for teams whose case does not fit YAML.
     ///
     /// # Errors
     /// The scenario does not validate (the same errors `gauntlet validate` prints).

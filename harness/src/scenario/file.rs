@@ -1,11 +1,12 @@
-//! The scenario file of DESIGN §6: YAML in, [`Scenario`] out, or every problem with file, key
-//! and reason. Unknown keys are errors: a misspelt `expect.whithin` must not silently fall back
+//! The scenario file (docs/scenarios.md): YAML in, [`Scenario`] out, or every problem with
+//! file, key and reason. Unknown keys are errors: a misspelt `expect.whithin` must not silently fall back
 //! to a default budget.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rand::{RngExt, SeedableRng};
+use schemars::JsonSchema;
 use serde::Deserialize;
 
 use super::{
@@ -13,60 +14,84 @@ use super::{
     Scheduled,
 };
 
-#[derive(Debug, Deserialize)]
+/// A gauntlet scenario: a release of the target, the load it gets, and what the controller
+/// must decide within what time. Reference: docs/scenarios.md.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct File {
+#[schemars(title = "gauntlet scenario")]
+pub(super) struct File {
+    /// The scenario's name: 1-100 of `A-Z a-z 0-9 . _ -`; it names the test and its artifacts.
+    #[schemars(length(min = 1, max = 100), regex(pattern = r"^[A-Za-z0-9._-]+$"))]
     name: String,
+    /// One line on what the scenario shows.
     #[serde(default)]
     description: String,
+    /// The folder of the manifests under test (a Rollout with its AnalysisTemplates, or a
+    /// Deployment with its Canary and MetricTemplates), relative to this file.
     target: String,
     baseline: Baseline,
     release: Release,
     load: Load,
     expect: Expect,
+    /// Runs the policy's clock this much faster or slower on the local backend (0.25: four
+    /// times faster); `within` and `actions[].at` are stated at this scale. Default 1.
+    #[schemars(extend("exclusiveMinimum" = 0, "maximum" = 1000))]
     time_scale: Option<f64>,
+    /// Labels for `--tag`; `nightly` keeps the scenario out of a plain `cargo test`.
     #[serde(default)]
     tags: Vec<String>,
+    /// What a person (or a pipeline) does to the rollout, and when.
     #[serde(default)]
     actions: Vec<ActionEntry>,
 }
 
 /// `{ at: 10s, action: open-gate }`: done that long after the release.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct ActionEntry {
+    /// How long after the release (`10s`, `1m30s`), at the scenario's `timeScale`.
     at: String,
+    /// The operation: `promote`, `promote-full`, `abort`, `retry` (Argo); `open-gate`,
+    /// `close-gate`, `rollback` (Flagger).
+    #[schemars(schema_with = "action_names")]
     action: String,
 }
 
-#[derive(Debug, Deserialize)]
+/// The version the target runs before the release.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct Baseline {
+    /// The sample app's `APP_VERSION` (a label in its metrics and answers).
     version: String,
 }
 
-#[derive(Debug, Deserialize)]
+/// The new version and what is wrong with it.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct Release {
+    /// The release's `APP_VERSION`; it may equal the baseline's only when there are faults.
     version: String,
     #[serde(default)]
     faults: Faults,
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// What the release does wrong; all optional, any combination.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct Faults {
     errors: Option<Errors>,
     latency: Option<Latency>,
     memory_leak: Option<MemoryLeak>,
     crash: Option<Crash>,
+    /// The release's pods never become ready (`/readyz` never answers 200).
     #[serde(default)]
     unready: bool,
 }
 
-/// Numbers and ranges arrive as YAML scalars of either kind; they are parsed by hand so the
-/// error can say which key and what was expected.
-#[derive(Debug, Deserialize)]
+// Numbers and ranges arrive as YAML scalars of either kind; they are parsed by hand so the
+// error can say which key and what was expected.
+/// A number, or text with a unit or a range (see the key).
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(untagged)]
 enum Scalar {
     Number(f64),
@@ -82,52 +107,80 @@ impl Scalar {
     }
 }
 
-#[derive(Debug, Deserialize)]
+/// A share of the release's requests answered with an error status.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct Errors {
+    /// A share: `0.3` or `30%`, or a range `0.3..0.6` drawn from the seed.
     rate: Scalar,
+    /// The HTTP status of those answers. Default 500.
+    #[schemars(range(min = 200, max = 599))]
     status: Option<u16>,
 }
 
-#[derive(Debug, Deserialize)]
+/// Time added to each of the release's answers.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct Latency {
+    /// A duration (`800ms`), or a range `500ms..1500ms` drawn from the seed.
     delay: String,
+    /// A further delay drawn per request, uniform from 0 up to this. Default 0.
     jitter: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+/// Memory the release allocates and never frees.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct MemoryLeak {
+    /// Bytes per second: `8MiB/s`, `512KiB/s`, or a number of bytes.
     rate: String,
 }
 
-#[derive(Debug, Deserialize)]
+/// The release's process exits with an error.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct Crash {
+    /// This long after each start (`20s`), or a range drawn from the seed.
     after: String,
 }
 
-#[derive(Debug, Deserialize)]
+/// The traffic sent through the ingress, from before the release to the decision.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct Load {
+    /// Requests per second: `50/s`, `3000/m` or `50`.
     rate: Scalar,
+    /// Concurrent connections. Default 8.
+    #[schemars(range(min = 1, max = 1000))]
     connections: Option<u32>,
 }
 
-#[derive(Debug, Deserialize)]
+/// What the controller must do, and what users may see meanwhile.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct Expect {
     outcome: Outcome,
+    /// The budget from the release to the controller's decision (`90s`, `1m30s`), at the
+    /// scenario's `timeScale`.
     within: String,
     client_errors: Option<ClientErrors>,
+    /// The canary weights the router applies in order (each distinct value once), e.g.
+    /// `[20, 50, 100]`.
     weights: Option<Vec<u32>>,
 }
 
-#[derive(Debug, Deserialize)]
+/// The failed share of all requests users sent, from the release to the decision.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct ClientErrors {
+    /// At most this share: `0.05` or `5%`. Default 5%.
     max: Scalar,
+}
+
+/// The schema of `actions[].action`: one of [`Action::ALL`]'s names.
+fn action_names(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    let names: Vec<&str> = Action::ALL.iter().map(|(n, _)| *n).collect();
+    schemars::json_schema!({ "type": "string", "enum": names })
 }
 
 /// Whether a YAML text is a Kubernetes manifest rather than a scenario: it has `apiVersion`.
@@ -156,7 +209,7 @@ pub fn parse(path: &Path, text: &str, seed: u64) -> Result<Scenario, Vec<Scenari
         vec![ScenarioError::new(
             path,
             "",
-            format!("{e} (the scenario format is in the README)"),
+            format!("{e} (the format: {})", super::schema::REFERENCE),
         )]
     })?;
     let mut errors = Vec::new();

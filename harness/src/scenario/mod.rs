@@ -6,6 +6,7 @@ pub mod budget;
 pub mod discover;
 pub mod file;
 pub mod races;
+pub mod schema;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -13,8 +14,11 @@ use std::time::Duration;
 
 use crate::controller::argo::Decision;
 
-/// The outcome a scenario expects, in DESIGN §6's words.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+/// What the controller decides: `promoted`, `rolled-back` (an abort, a failed analysis or a
+/// missed deadline) or `paused` (waiting for a person).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum Outcome {
     Promoted,
@@ -184,7 +188,7 @@ pub const DEFAULT_CONNECTIONS: u32 = 8;
 pub const DEFAULT_CLIENT_ERROR_MAX: f64 = 0.05;
 
 impl Scenario {
-    /// A scenario against `target` (builder entry point; see DESIGN §6 "Rust API").
+    /// A scenario against `target` (builder entry point; the same model as a scenario file).
     pub fn target(target: impl AsRef<Path>) -> Scenario {
         let target = target.as_ref().to_path_buf();
         Scenario {
@@ -433,7 +437,11 @@ impl fmt::Display for ScenarioError {
         if self.key.is_empty() {
             write!(f, "{}: {}", self.file.display(), self.reason)
         } else {
-            write!(f, "{}: {}: {}", self.file.display(), self.key, self.reason)
+            write!(f, "{}: {}: {}", self.file.display(), self.key, self.reason)?;
+            match schema::doc_link(&self.key) {
+                Some(link) => write!(f, " ({link})"),
+                None => Ok(()),
+            }
         }
     }
 }

@@ -1,5 +1,5 @@
 //! The `kind` backend: `gauntlet up --backend kind` makes a cluster that behaves like a real one
-//! (DESIGN §3), then scenarios run on it exactly as on `kube` (context `kind-<name>`).
+//! (ingress-nginx, Prometheus, the real controllers), then scenarios run on it exactly as on `kube` (context `kind-<name>`).
 //!
 //! [`up`]: check the tools ([`preflight`]), create or reuse the cluster of `kind-config.yaml`
 //! (node image pinned in `fixtures/kind/manifests.lock`), build the sample app's image and

@@ -1,6 +1,6 @@
 //! The `kube` backend: a scenario on a real cluster (an existing one from kubeconfig, or the
 //! kind cluster of `gauntlet up --backend kind`), with the real Argo Rollouts or Flagger
-//! deciding (DESIGN §3).
+//! deciding.
 //!
 //! One [`KubeCluster`] per scenario: its own namespace; the target's manifests applied
 //! server-side ([`render`] moves them into the namespace); the baseline waited for; a release is

@@ -13,11 +13,11 @@
 //!   `canary-route` from the router, as the local router writes it;
 //! - Kubernetes Events: every other reason, named by its reason, deduplicated by uid and count.
 //!
-//! The decision follows DESIGN §6 with the real rules (reference §0, §3.2; Flagger §2.7):
+//! The decision follows docs/scenarios.md ("Outcomes") with the real controllers' rules:
 //! Argo is judged only when `status.observedGeneration` equals `metadata.generation`, never while
 //! a promote is not yet seen (`controllerPause` with no pause conditions), and never on a
 //! Rollout older than the release. Healthy with `stableRS == currentPodHash` is promoted;
-//! Degraded is rolled back (an abort, or a progress deadline, as DESIGN §6 and the emulation
+//! Degraded is rolled back (an abort, or a progress deadline, as the scenario format and the emulation
 //! count it) except `InvalidSpec`, which is bad input and no verdict; Paused is paused only for
 //! an inconclusive analysis or an indefinite `pause: {}` step. Flagger is judged only once the
 //! Canary has taken up the release (its `lastAppliedSpec` moved): Succeeded, Failed,
