@@ -6,7 +6,7 @@
 //! - Decoding ([`decode_rollout`] and friends) checks each object against a structural schema
 //!   first ([`schema`]), so every unknown or refused field is reported with its key path; the
 //!   pod template and metadata are free-form and decoded by k8s-openapi.
-//! - [`validate()`] holds the rules of Argo's CRD and controller (reference §1.5, §4.1) and what
+//! - [`validate()`] holds the rules of Argo's CRD and controller (its CRD schema and `pkg/apis/rollouts/validation` at v1.9.1) and what
 //!   would only fail at run time, across the objects of a target.
 //! - [`merge_analysis`] is Argo's `NewAnalysisRunFromTemplates`: templates (nested and
 //!   cluster-scoped) flattened, args merged. [`MergedAnalysis::arg_values`] and

@@ -1,4 +1,5 @@
-//! Argo Rollouts' two duration formats (reference §1.4), which are not the same:
+//! Argo Rollouts' two duration formats (v1.9.1's `v1alpha1.DurationString` and
+//! `intstrutil`-typed pause durations), which are not the same:
 //!
 //! - A metric's `interval` and `initialDelay` are Go `time.ParseDuration` strings: a unit is
 //!   required (`"30"` is an error at run time, not 30 seconds), fractions and compound values

@@ -1,6 +1,6 @@
 //! Flagger v1.44.0 objects as the user wrote them: `Canary` and `MetricTemplate`
 //! (`flagger.app/v1beta1`), and the `apps/v1` Deployment a Canary targets, with Flagger's serde
-//! names and its defaults applied through methods (reference `flagger-podinfo.md` §1).
+//! names and its defaults applied through methods (`pkg/apis/flagger/v1beta1/canary.go`).
 //!
 //! # Brief overview
 //! - The manifests loader keeps Flagger's objects raw ([`Manifests::others`]); [`decode`] turns
@@ -43,7 +43,7 @@ pub const API_VERSION: &str = "flagger.app/v1beta1";
 /// The API group of Flagger's objects.
 pub const GROUP: &str = "flagger.app";
 
-/// The builtin metric names, matched by name only (reference §1.4).
+/// The builtin metric names, matched by name only (`pkg/metrics/observers`).
 pub const SUCCESS_RATE: &str = "request-success-rate";
 pub const REQUEST_DURATION: &str = "request-duration";
 

@@ -1,4 +1,4 @@
-//! Promote, abort and retry, as the controllers' own CLIs do them (reference argo-rollouts §3.5,
+//! Promote, abort and retry, as the controllers' own CLIs do them (Argo Rollouts v1.9.1's
 //! `pkg/kubectl-argo-rollouts/cmd/*`): JSON merge patches on the Rollout's `status`
 //! subresource, with the plugin's keys in the plugin's order. The bodies are pure functions of
 //! the Rollout, tested byte for byte; the bytes tested are the bytes sent (`KubeCluster::act`,

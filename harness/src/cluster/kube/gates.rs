@@ -1,4 +1,4 @@
-//! Flagger's manual gates on a cluster (reference flagger-podinfo §1.6): the loadtester keeps an
+//! Flagger's manual gates on a cluster (`pkg/loadtester/server.go`): the loadtester keeps an
 //! open/closed flag per canary (`<name>.<namespace>`) that a `confirm-*` webhook pointed at
 //! `/gate/check` (or a `rollback` webhook at `/rollback/check`) reads at every tick. A person
 //! opens it with `POST /gate/open` (`/gate/close`, `/rollback/open`) and the body

@@ -1,6 +1,6 @@
 //! `Rollout.status` as Argo Rollouts v1.9.1 writes it, so one observer code path can read the
 //! emulation and a real cluster alike. Field names and message texts are the real ones
-//! (reference §3.1–3.3).
+//! (`pkg/apis/rollouts/v1alpha1/types.go`, `utils/conditions`).
 
 use serde::Serialize;
 use tokio::time::Instant;

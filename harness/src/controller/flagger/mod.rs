@@ -1,7 +1,7 @@
 //! The Flagger v1.44.0 canary scheduler, emulated on a [`Platform`].
 //!
 //! Flagger acts only on ticks: `advanceCanary` runs once per `analysis.interval` (a Go ticker
-//! started with the Canary's job), and each tick takes at most one step (reference §2.2): the
+//! started with the Canary's job), and each tick takes at most one step (`pkg/controller/scheduler.go`): the
 //! tick that notices a new revision only scales the canary up; the next sets the first weight
 //! without a metric check; each later tick runs rollout hooks, builtin metrics and template
 //! metrics (the first failure ends the tick and counts one failed check) and moves the weight;
@@ -509,7 +509,7 @@ impl<P: Platform, M: Provider + Clone> FlaggerController<P, M> {
         self.anchor + i * k
     }
 
-    /// The bootstrap tick's work (reference §2.2 steps 2–5).
+    /// The bootstrap tick's work (`advanceCanary` up to the first weight).
     async fn initialize(&mut self, now: Instant) -> Result<(), InfraError> {
         if !self.init_reported && !self.policy.skip_analysis {
             self.init_reported = true;
@@ -532,7 +532,7 @@ impl<P: Platform, M: Provider + Clone> FlaggerController<P, M> {
         Ok(())
     }
 
-    /// One `advanceCanary` (reference §2.2 steps 6–18).
+    /// One `advanceCanary` from the first weight on.
     async fn tick(&mut self, now: Instant) -> Result<(), InfraError> {
         let (who, target) = (self.who(), self.target_who());
         let phase = self.status.phase;

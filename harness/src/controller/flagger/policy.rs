@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-/// When a webhook is called, by its `type` (reference §1.6).
+/// When a webhook is called, by its `type` (`pkg/controller/scheduler_hooks.go`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum HookType {
@@ -214,7 +214,7 @@ impl FlaggerPolicy {
 }
 
 /// The earliest moments after the release at which each outcome can possibly be reached:
-/// (promoted, rolled back, paused). Lower bounds from the timing formulas of reference §2.11:
+/// (promoted, rolled back, paused). Lower bounds from the scheduler's timing:
 /// the release is noticed at a tick right away, pods are ready at once, hooks and queries take
 /// no time; `None` where the policy can never reach the outcome.
 ///

@@ -1,4 +1,4 @@
-//! `Canary.status` as Flagger v1.44.0 writes it (reference §2.7), so one observer code path can
+//! `Canary.status` as Flagger v1.44.0 writes it (`pkg/apis/flagger/v1beta1/status.go`), so one observer code path can
 //! read the emulation and a real cluster alike.
 
 use serde::Serialize;

@@ -1,4 +1,4 @@
-//! Flagger's webhooks (reference §1.6, `pkg/controller/webhook.go` `callWebhook`): a JSON POST
+//! Flagger's webhooks (`pkg/controller/webhook.go` `callWebhook`): a JSON POST
 //! with the canary's name, namespace, phase and checksum plus the hook's metadata; success iff
 //! the final status is at most 202; the response body as the error text. The POST goes through
 //! go-retryablehttp v0.7.8 (`Client.Do`) as Flagger configures it: `RetryMax = retries`, the
