@@ -111,6 +111,17 @@ impl Judgement {
         ]
     }
 
+    /// For `expect.judge`: the broken expectation as a failure line (in the style of
+    /// `crate::verdict::judge`), `None` when the finding is the expected one.
+    pub fn failure(&self, expected: Finding) -> Option<String> {
+        (self.finding != expected).then(|| {
+            format!(
+                "the judge found {} ({}), expected {expected}",
+                self.finding, self.reason
+            )
+        })
+    }
+
     /// The finding and its reason, then one line per metric and the exposure: for the terminal
     /// report and JUnit.
     pub fn lines(&self) -> Vec<String> {

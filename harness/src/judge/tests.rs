@@ -149,6 +149,13 @@ fn an_over_tight_threshold_is_a_false_rollback() {
     assert_eq!(j.decision, Some(Decision::RolledBack));
     assert_eq!(j.finding, Finding::FalseRollback, "{}", j.reason);
     assert_eq!(j.reason, "rolled back, but no metric worse");
+    assert_eq!(
+        j.failure(Finding::Justified).as_deref(),
+        Some(
+            "the judge found false-rollback (rolled back, but no metric worse), expected justified"
+        )
+    );
+    assert_eq!(j.failure(Finding::FalseRollback), None);
 
     // The same at 40 requests/s: the rollback came after 5.7 s, with 52 canary requests, too
     // few to rule out 5 points more errors.
