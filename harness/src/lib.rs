@@ -10,6 +10,7 @@ pub mod cluster;
 pub mod compare;
 pub mod controller;
 pub mod exit;
+pub mod init;
 pub mod load;
 pub mod prom;
 pub mod report;
