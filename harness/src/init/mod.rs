@@ -151,9 +151,10 @@ fn render_all(
     facts: &PolicyFacts,
     plan: &SuitePlan,
 ) -> Result<Vec<(PathBuf, String)>, InitError> {
-    let target_abs = target.canonicalize().map_err(|error| InitError::Write {
-        path: target.to_path_buf(),
-        error,
+    let target_abs = target.canonicalize().map_err(|e| InitError::Unusable {
+        file: target.to_path_buf(),
+        field: "--target".into(),
+        reason: format!("cannot resolve the folder: {e}"),
     })?;
     let target_rel = write::relative(dir, &target_abs).display().to_string();
     let header = vec![format!(
