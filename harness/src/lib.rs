@@ -11,6 +11,7 @@ pub mod compare;
 pub mod controller;
 pub mod exit;
 pub mod judge;
+pub mod init;
 pub mod load;
 pub mod prom;
 pub mod report;

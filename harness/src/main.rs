@@ -123,6 +123,20 @@ enum Command {
         #[arg(long, value_name = "F")]
         time_scale: Option<f64>,
     },
+    /// Write a starter suite for a policy: a healthy release and faults sized to its own
+    /// thresholds, each number commented with where it came from.
+    Init {
+        /// Folder of your manifests (a Rollout and its AnalysisTemplates, or a Canary, its
+        /// Deployment and MetricTemplates).
+        #[arg(long, value_name = "DIR")]
+        target: PathBuf,
+        /// Where to write the scenario files [default: suites/<name of the target folder>].
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// Replace scenario files init writes that exist already.
+        #[arg(long)]
+        force: bool,
+    },
     /// List the scenarios found.
     List {
         #[arg(default_value = "suites")]
@@ -346,6 +360,7 @@ async fn dispatch(command: Command) -> Exit {
         Command::Validate { paths, .. } => gauntlet::cli::validate(&paths, Some(1.0)),
         Command::List { paths } => gauntlet::cli::list(&paths),
         Command::Schema { out } => gauntlet::cli::schema(out.as_deref()),
+        Command::Init { target, out, force } => gauntlet::cli::init(target, out, force),
     }
 }
 
