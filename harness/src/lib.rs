@@ -11,6 +11,7 @@ pub mod compare;
 pub mod controller;
 pub mod exit;
 pub mod load;
+pub mod power;
 pub mod prom;
 pub mod report;
 pub mod runner;

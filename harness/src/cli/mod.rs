@@ -2,6 +2,7 @@
 
 pub mod compare;
 pub mod down;
+pub mod power;
 pub mod run;
 pub mod schema;
 pub mod up;
@@ -9,6 +10,7 @@ pub mod up_real;
 
 pub use self::compare::{CompareRequest, compare_tiers};
 pub use self::down::down_kube;
+pub use self::power::{PowerArgs, power};
 pub use self::run::{
     Backend as RunBackend, Controller as RunController, KubeReach, RunRequest, list, run, validate,
 };
