@@ -27,12 +27,12 @@ pub struct Tsdb {
     blocks: usize,
 }
 
-/// Where a binary is: `$GAUNTLET_<NAME>` if set, else the first match on `PATH`, else Debian's
-/// `/usr/bin`.
+/// Where a binary is: `$GAUNTLET_<NAME>` if set (and nowhere else then), else the first match
+/// on `PATH`, else Debian's `/usr/bin`.
 fn locate(name: &str) -> Option<PathBuf> {
     let var = format!("GAUNTLET_{}", name.to_uppercase());
     if let Some(p) = std::env::var_os(&var) {
-        return Some(PathBuf::from(p));
+        return Some(PathBuf::from(p)).filter(|p| p.is_file());
     }
     std::env::var_os("PATH")
         .into_iter()
