@@ -13,6 +13,7 @@ pub mod exit;
 pub mod judge;
 pub mod init;
 pub mod load;
+pub mod power;
 pub mod prom;
 pub mod report;
 pub mod runner;

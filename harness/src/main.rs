@@ -204,11 +204,51 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
     },
+    /// Estimate the policy's operating characteristic without running the app: for a grid of
+    /// fault magnitudes, simulate N rollouts each (the emulated controller in virtual time, its
+    /// queries answered by a real Prometheus over synthetic series) and report P(rolled back),
+    /// P(promoted), P(paused) and time to decision (docs/power.md).
+    Power(PowerCliArgs),
     /// The local control plane of `--controller real`.
     Controlplane {
         #[command(subcommand)]
         command: ControlplaneCommand,
     },
+}
+
+#[derive(Args)]
+struct PowerCliArgs {
+    /// Folder (or file) of the target's manifests: a Rollout with its AnalysisTemplates, or a
+    /// Deployment with its Canary and MetricTemplates.
+    target: PathBuf,
+    /// Requests per second through the ingress: `40`, `40/s`, `2400/m` [default: 40/s].
+    #[arg(long, value_name = "RATE")]
+    rate: Option<String>,
+    /// Simulated rollouts per grid point [default: 200].
+    #[arg(long, value_name = "N")]
+    runs: Option<usize>,
+    /// Error shares of the grid, e.g. `0,0.5%,1%,2%,5%,10%,20%` (the default).
+    #[arg(long, value_name = "LIST")]
+    errors: Option<String>,
+    /// Added latencies of the grid, e.g. `0,50ms,100ms,200ms,500ms` (the default).
+    #[arg(long, value_name = "LIST")]
+    latency: Option<String>,
+    /// Fix every random draw [default: 1].
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Simulate the policy with every duration multiplied by F, as `gauntlet run
+    /// --time-scale F` runs it locally [default: 1, the policy's own clock].
+    #[arg(long, value_name = "F")]
+    time_scale: Option<f64>,
+    /// The longest a decision is waited for after the release, in virtual time [default: 1h].
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    within: Option<std::time::Duration>,
+    /// Rollouts simulated at once (more: fewer backfill rounds, more memory) [default: 400].
+    #[arg(long, value_name = "N")]
+    parallel: Option<usize>,
+    /// Write the report as JSON here.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -361,6 +401,21 @@ async fn dispatch(command: Command) -> Exit {
         Command::List { paths } => gauntlet::cli::list(&paths),
         Command::Schema { out } => gauntlet::cli::schema(out.as_deref()),
         Command::Init { target, out, force } => gauntlet::cli::init(target, out, force),
+        Command::Power(a) => {
+            gauntlet::cli::power(gauntlet::cli::PowerArgs {
+                target: a.target,
+                rate: a.rate,
+                runs: a.runs,
+                errors: a.errors,
+                latency: a.latency,
+                seed: a.seed,
+                time_scale: a.time_scale,
+                within: a.within,
+                parallel: a.parallel,
+                json: a.json,
+            })
+            .await
+        }
     }
 }
 

@@ -134,6 +134,17 @@ impl PromClient {
             .await
     }
 
+    /// An instant query evaluated at unix time `time` (`/api/v1/query?time=`): what the
+    /// server would have answered then, given the samples it holds. `gauntlet power` asks at
+    /// the simulated measurement times of its virtual clock.
+    pub async fn query_at(&self, query: &str, time: f64) -> Result<QueryValue, PromError> {
+        self.get(
+            "/api/v1/query",
+            &[("query", query.to_string()), ("time", format!("{time:.3}"))],
+        )
+        .await
+    }
+
     /// A range query between two unix times, `step` apart.
     pub async fn query_range(
         &self,
