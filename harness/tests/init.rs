@@ -50,12 +50,24 @@ fn init(tmp: &Path, target: &Path, out: &Path) -> String {
 fn validate(tmp: &Path, dir: &Path) {
     let o = gauntlet(tmp).arg("validate").arg(dir).output().unwrap();
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    // Every written scenario names the schema written beside it, for editors.
+    let schema = std::fs::read_to_string(dir.join(gauntlet::init::SCHEMA_FILE)).unwrap();
+    assert_eq!(schema, gauntlet::scenario::schema::text());
+    for name in files(dir) {
+        let written = std::fs::read_to_string(dir.join(&name)).unwrap();
+        assert_eq!(
+            written.lines().next(),
+            Some(gauntlet::init::SCHEMA_LINE),
+            "{name}"
+        );
+    }
 }
 
 fn files(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".yaml"))
         .collect();
     names.sort();
     names

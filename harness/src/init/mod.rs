@@ -52,6 +52,12 @@ pub struct Written {
     pub gaps: Vec<String>,
 }
 
+/// The file the written scenarios name as their JSON Schema, written beside them.
+pub const SCHEMA_FILE: &str = "scenario.schema.json";
+/// The first line of every written scenario: editors with the YAML language server complete
+/// and check the file against [`SCHEMA_FILE`].
+pub const SCHEMA_LINE: &str = "# yaml-language-server: $schema=scenario.schema.json";
+
 /// Reads the policy under `req.target` and writes its starter suite.
 ///
 /// # Errors
@@ -78,9 +84,11 @@ pub fn init(req: &InitRequest) -> Result<Written, InitError> {
     };
     let mut files = Vec::new();
     for (path, text) in texts {
-        write::write(&path, &text)?;
+        write::write(&path, &format!("{SCHEMA_LINE}\n{text}"))?;
         files.push(out.join(path.file_name().unwrap_or_default()));
     }
+    // The schema beside the files, so editors check them wherever the suite is moved to.
+    write::write(&dir.join(SCHEMA_FILE), &crate::scenario::schema::text())?;
     Ok(Written {
         dir: out,
         files,
