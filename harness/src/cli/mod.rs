@@ -2,12 +2,14 @@
 
 pub mod compare;
 pub mod down;
+pub mod report;
 pub mod run;
 pub mod up;
 pub mod up_real;
 
 pub use self::compare::{CompareRequest, compare_tiers};
 pub use self::down::down_kube;
+pub use self::report::report_html;
 pub use self::run::{
     Backend as RunBackend, Controller as RunController, KubeReach, RunRequest, list, run, validate,
 };
