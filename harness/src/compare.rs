@@ -258,12 +258,14 @@ mod tests {
                 client_error_max: 0.1,
                 time_scale: 1.0,
                 written: None,
+                fastest_s: None,
             },
             outcome: Some(outcome.into()),
             decision_s: Some(decision_s),
             elapsed_s: decision_s + 5.0,
             client: ClientReport::default(),
             timeline,
+            series: None,
         }
     }
 

@@ -104,9 +104,13 @@ struct RunArgs {
     /// Write a JUnit report here.
     #[arg(long, value_name = "FILE")]
     junit: Option<PathBuf>,
-    /// Write per-scenario artifacts (timeline, logs, metric dumps) under this folder.
+    /// Write per-scenario artifacts (timeline, logs, metric dumps, report.html) under this
+    /// folder.
     #[arg(long, value_name = "DIR")]
     artifacts: Option<PathBuf>,
+    /// Write the run as one self-contained HTML page with plots here.
+    #[arg(long, value_name = "FILE")]
+    html: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -193,9 +197,21 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         json: Option<PathBuf>,
         /// Write each tier's per-scenario artifacts (emulated/, real/) and the comparison
-        /// (compare.txt, compare.json) under this folder.
+        /// (compare.txt, compare.json, report.html) under this folder.
         #[arg(long, value_name = "DIR")]
         artifacts: Option<PathBuf>,
+        /// Write both tiers' scenarios as one self-contained HTML page with plots here.
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
+    },
+    /// Draw the HTML page of a run from the JSON report it wrote (`run --json`).
+    Report {
+        /// A report written by `gauntlet run --json`.
+        #[arg(value_name = "RUN.json")]
+        json: PathBuf,
+        /// Where to write the page.
+        #[arg(long, value_name = "FILE")]
+        html: PathBuf,
     },
     /// Print the scenario file's JSON Schema (docs/scenario.schema.json), which editors use
     /// to complete and check scenario files.
@@ -345,6 +361,7 @@ async fn dispatch(command: Command) -> Exit {
             seed,
             json,
             artifacts,
+            html,
         } => {
             gauntlet::cli::compare_tiers(gauntlet::cli::CompareRequest {
                 paths,
@@ -354,9 +371,11 @@ async fn dispatch(command: Command) -> Exit {
                 seed,
                 json,
                 artifacts,
+                html,
             })
             .await
         }
+        Command::Report { json, html } => gauntlet::cli::report_html(&json, &html),
         Command::Run(a) => {
             gauntlet::cli::run(gauntlet::cli::RunRequest {
                 backend: match a.backend {
@@ -384,6 +403,7 @@ async fn dispatch(command: Command) -> Exit {
                 json: a.json,
                 junit: a.junit,
                 artifacts: a.artifacts,
+                html: a.html,
             })
             .await
         }

@@ -7,12 +7,12 @@
 
 use std::sync::{Arc, Mutex};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 use tokio::time::Instant;
 
 /// Who wrote an event; the closed set of the JSON report contract.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Source {
     Controller,
@@ -32,7 +32,7 @@ impl std::fmt::Display for Source {
 }
 
 /// One thing that happened.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Event {
     /// Seconds since the release; negative before it (provisioning, warm-up).
     pub t_s: f64,
@@ -42,8 +42,11 @@ pub struct Event {
     /// One line for people; shown in the terminal and in JUnit.
     pub message: String,
     /// Structured details; `null` when there are none.
+    #[serde(default)]
     pub data: serde_json::Value,
-    #[serde(skip)]
+    /// Only meaningful while the run lives; an event read back from a JSON report gets the
+    /// reading's instant, and nothing that draws a report looks at it.
+    #[serde(skip, default = "Instant::now")]
     pub at: Instant,
 }
 

@@ -29,6 +29,9 @@ pub struct CompareRequest {
     /// Each tier's per-scenario artifacts (`emulated/`, `real/`) and the comparison
     /// (`compare.txt`, `compare.json`) under this folder.
     pub artifacts: Option<PathBuf>,
+    /// One page with both tiers' scenarios (`--html`); `report.html` goes into `artifacts`
+    /// regardless.
+    pub html: Option<PathBuf>,
 }
 
 /// The analysis interval of a target's policy: Flagger's `analysis.interval` (default 1m);
@@ -93,6 +96,7 @@ pub async fn compare_tiers(req: CompareRequest) -> Exit {
          per tier, seed {seed} (rerun with --seed {seed})",
         chosen.len()
     );
+    let started_at = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
     let (stop_tx, stop_rx) = watch::channel(false);
     let signals = tokio::spawn(async move {
         let why = crate::cli::up::interrupted().await;
@@ -149,10 +153,22 @@ pub async fn compare_tiers(req: CompareRequest) -> Exit {
 
     let mut infra = false;
     let mut comparisons: Vec<Comparison> = Vec::new();
+    let mut page = crate::report::model::RunReport {
+        schema_version: crate::report::model::SCHEMA_VERSION,
+        version: env!("CARGO_PKG_VERSION").into(),
+        backend: "local, emulated and real controllers".into(),
+        started_at,
+        scenarios: Vec::new(),
+    };
     for (i, (s, _)) in chosen.iter().enumerate() {
         let (Some(e), Some(r)) = (emulated[i].take(), real[i].take()) else {
             continue;
         };
+        for (f, tier) in [(&e, "emulated"), (&r, "real")] {
+            let mut shown = f.report.clone();
+            shown.name = format!("{} ({tier})", shown.name);
+            page.scenarios.push(shown);
+        }
         for f in [&e, &r] {
             if matches!(f.status, Status::Infra | Status::Interrupted) {
                 infra = true;
@@ -196,6 +212,9 @@ pub async fn compare_tiers(req: CompareRequest) -> Exit {
     if let Some(dir) = &req.artifacts {
         outputs.push((dir.join("compare.json"), &json));
         outputs.push((dir.join("compare.txt"), &summary));
+    }
+    if !super::run::write_pages(&page, req.html.as_deref(), req.artifacts.as_deref()) {
+        exit = Exit::Infra;
     }
     for (path, text) in outputs {
         let written = match path.parent() {

@@ -4,6 +4,7 @@ pub mod compare;
 pub mod down;
 pub mod init;
 pub mod power;
+pub mod report;
 pub mod run;
 pub mod schema;
 pub mod up;
@@ -13,6 +14,7 @@ pub use self::compare::{CompareRequest, compare_tiers};
 pub use self::down::down_kube;
 pub use self::init::init;
 pub use self::power::{PowerArgs, power};
+pub use self::report::report_html;
 pub use self::run::{
     Backend as RunBackend, Controller as RunController, KubeReach, RunRequest, list, run, validate,
 };

@@ -57,6 +57,8 @@ pub struct RunRequest {
     pub json: Option<PathBuf>,
     pub junit: Option<PathBuf>,
     pub artifacts: Option<PathBuf>,
+    /// The page of the run (`--html`); `report.html` goes into `artifacts` regardless.
+    pub html: Option<PathBuf>,
 }
 
 /// How a run on an existing cluster (`--backend kube`) reaches it and what it runs there.
@@ -402,6 +404,7 @@ pub async fn run(req: RunRequest) -> Exit {
     finished.sort_by_key(|(i, _)| *i);
     let statuses: Vec<Status> = finished.iter().map(|(_, f)| f.status).collect();
     let report = RunReport {
+        schema_version: crate::report::model::SCHEMA_VERSION,
         version: env!("CARGO_PKG_VERSION").into(),
         backend: match req.backend {
             Backend::Local => "local",
@@ -435,7 +438,28 @@ pub async fn run(req: RunRequest) -> Exit {
         eprintln!("error: writing {}: {e}", path.display());
         exit = Exit::Infra;
     }
+    if !write_pages(&report, req.html.as_deref(), req.artifacts.as_deref()) {
+        exit = Exit::Infra;
+    }
     exit
+}
+
+/// The page of the run to `html` and to `artifacts/report.html`; false when one could not be
+/// written (said on stderr).
+pub(crate) fn write_pages(
+    report: &RunReport,
+    html: Option<&std::path::Path>,
+    artifacts: Option<&std::path::Path>,
+) -> bool {
+    let mut ok = true;
+    let in_artifacts = artifacts.map(|d| d.join("report.html"));
+    for path in html.into_iter().chain(in_artifacts.as_deref()) {
+        if let Err(e) = crate::report::write_html(path, report) {
+            eprintln!("error: writing {}: {e}", path.display());
+            ok = false;
+        }
+    }
+    ok
 }
 
 /// A cluster to run on, and what must live as long as the run (the ingress port-forward, the

@@ -273,12 +273,14 @@ fn judges_a_scenario_report() {
             client_error_max: 0.01,
             time_scale: 0.25,
             written: None,
+            fastest_s: None,
         },
         outcome: Some("rolled-back".into()),
         decision_s: r.decision_s,
         elapsed_s: 40.0,
         client: Default::default(),
         timeline: r.timeline.clone(),
+        series: None,
     };
     let j = judge_report(&report, &versions(), &Settings::default()).unwrap();
     assert_eq!(j, as_run(&r));

@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use crate::timeline::{Source, Timeline};
@@ -28,7 +28,7 @@ pub const NO_VERSION: &str = "none";
 /// wider than the previous) from 10 µs to 100 s. Values beyond either end land in the first or
 /// last bucket. Two histograms merge by adding counts bucket by bucket, so windows, versions and
 /// runs combine exactly. Serialized sparsely as `{"<bucket upper bound in µs>": count}`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct Histogram {
     buckets: BTreeMap<u64, u64>,
@@ -102,7 +102,7 @@ impl Histogram {
 }
 
 /// What one version got in one window (or a sum of windows).
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Counts {
     /// Every request that completed, answered or not (a resent request counts once).
     pub requests: u64,
@@ -161,8 +161,9 @@ impl Counts {
     }
 }
 
-/// One window of the load, normally one second long.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// One window of the load, normally one second long; read back from its timeline event by
+/// the report's series.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Window {
     /// Start of this window in timeline seconds (seconds since the release, negative before
     /// it; before the release is marked, seconds since the timeline was created).

@@ -59,6 +59,12 @@ async fn write_with_timeout(
     let mut entries = Vec::new();
     let mut absent = Vec::new();
 
+    // Written before the scenario is closed: the series is drawn here from the timeline.
+    let mut scenario = scenario.clone();
+    if scenario.series.is_none() {
+        scenario.series = Some(super::series::build(&scenario));
+    }
+    let scenario = &scenario;
     let timeline = async {
         let bytes = serde_json::to_vec_pretty(scenario).map_err(io::Error::other)?;
         tokio::fs::write(folder.join("timeline.json"), bytes).await
@@ -67,6 +73,11 @@ async fn write_with_timeout(
         "timeline.json",
         "the scenario's report with its whole timeline, in the schema of `--json`".into(),
         timeline.await.map_err(|e| e.to_string()),
+    ));
+    entries.push(entry(
+        "report.html",
+        "the scenario as a page with plots (open it in a browser; it fetches nothing)".into(),
+        page(scenario, &folder.join("report.html")),
     ));
 
     match &sources.access_log {
@@ -233,6 +244,18 @@ fn readme(
         }
     }
     out
+}
+
+/// The page of one scenario, as a run of just that scenario would draw it.
+fn page(scenario: &ScenarioReport, path: &Path) -> Result<(), String> {
+    let run = super::model::RunReport {
+        schema_version: super::model::SCHEMA_VERSION,
+        version: env!("CARGO_PKG_VERSION").into(),
+        backend: "(one scenario of a run)".into(),
+        started_at: String::new(),
+        scenarios: vec![scenario.clone()],
+    };
+    super::html::write_html(path, &run).map_err(|e| e.to_string())
 }
 
 fn entry(path: &str, what: String, result: Result<(), String>) -> Entry {

@@ -50,6 +50,7 @@ pub(crate) fn passed() -> ScenarioReport {
             client_error_max: 0.05,
             time_scale: 1.0,
             written: None,
+            fastest_s: None,
         },
         outcome: Some("rolled-back".into()),
         decision_s: Some(41.25),
@@ -61,6 +62,7 @@ pub(crate) fn passed() -> ScenarioReport {
             p95_ms: 12.5,
             by_version,
         },
+        series: None,
         timeline: vec![
             event(-5.0, Source::Harness, "provisioned", "stack up"),
             event(0.0, Source::Harness, "release", "release 2.0.0"),
@@ -98,6 +100,7 @@ pub(crate) fn failed() -> ScenarioReport {
                 within_s: 30.0,
                 time_scale: 0.0625,
             }),
+            fastest_s: None,
         },
         outcome: None,
         decision_s: None,
@@ -110,11 +113,13 @@ pub(crate) fn failed() -> ScenarioReport {
             by_version: BTreeMap::new(),
         },
         timeline,
+        series: None,
     }
 }
 
 pub(crate) fn run() -> RunReport {
     RunReport {
+        schema_version: super::model::SCHEMA_VERSION,
         version: "0.1.0".into(),
         backend: "local".into(),
         started_at: "2025-01-02T03:04:05Z".into(),

@@ -41,15 +41,25 @@ mod tests {
     fn output_has_exactly_the_design_schema() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("report.json");
-        write_json(&path, &fixture::run()).unwrap();
+        let mut run = fixture::run();
+        run.scenarios[0].expected.fastest_s = Some(2.5);
+        run.scenarios[0].series = Some(crate::report::series::build(&run.scenarios[0]));
+        write_json(&path, &run).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(text.contains("\n  \"version\""), "pretty-printed: {text}");
         let v: Value = serde_json::from_str(&text).unwrap();
 
         assert_eq!(
             keys(&v),
-            sorted(vec!["version", "backend", "started_at", "scenarios"])
+            sorted(vec![
+                "schema_version",
+                "version",
+                "backend",
+                "started_at",
+                "scenarios"
+            ])
         );
+        assert_eq!(v["schema_version"], 2);
         assert_eq!(v["backend"], "local");
         assert_eq!(v["started_at"], "2025-01-02T03:04:05Z");
 
@@ -68,6 +78,7 @@ mod tests {
                 "elapsed_s",
                 "client",
                 "timeline",
+                "series",
             ])
         );
         assert_eq!(s["passed"], true);
@@ -78,9 +89,28 @@ mod tests {
                 "outcome",
                 "within_s",
                 "client_error_max",
-                "time_scale"
+                "time_scale",
+                "fastest_s",
             ])
         );
+        assert_eq!(s["expected"]["fastest_s"], 2.5);
+        assert_eq!(
+            keys(&s["series"]),
+            sorted(vec![
+                "release_version",
+                "traffic",
+                "weight",
+                "measurements",
+                "markers"
+            ])
+        );
+        let kinds: Vec<&str> = s["series"]["markers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["kind"].as_str().unwrap())
+            .collect();
+        assert_eq!(kinds, ["release", "fastest", "decision", "budget-end"]);
         assert_eq!(s["expected"]["client_error_max"], 0.05);
         // Beyond the first version of the contract: a budget rescaled from the file's timeScale shows both clocks.
         let rescaled = &v["scenarios"][1]["expected"];

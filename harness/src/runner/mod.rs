@@ -165,12 +165,17 @@ pub(crate) fn new_report(s: &Scenario, controller: &str) -> ScenarioReport {
                 within_s: s.within.as_secs_f64() * w / s.time_scale.unwrap_or(1.0),
                 time_scale: w,
             }),
+            fastest_s: crate::scenario::budget::plan(s)
+                .ok()
+                .and_then(|p| p.fastest.of(s.outcome))
+                .map(|d| d.as_secs_f64()),
         },
         outcome: None,
         decision_s: None,
         elapsed_s: 0.0,
         client: Default::default(),
         timeline: Vec::new(),
+        series: None,
     }
 }
 
@@ -185,6 +190,7 @@ pub(crate) fn close(
     report.timeline = timeline.snapshot();
     report.elapsed_s = started.elapsed().as_secs_f64();
     report.passed = status == Status::Passed;
+    report.series = Some(crate::report::series::build(&report));
     if let Some(l) = line {
         let summary = match (&report.outcome, report.decision_s) {
             (Some(o), Some(t)) => format!("{o} after {t:.1}s"),

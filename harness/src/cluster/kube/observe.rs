@@ -96,6 +96,8 @@ pub struct Observer {
     last_phase: Option<(String, String)>,
     last_weight: Option<u64>,
     runs: BTreeMap<String, String>,
+    /// (run, metric, startedAt) of every measurement already reported.
+    measured: BTreeSet<(String, String, String)>,
     events: BTreeSet<(String, i64)>,
     routes: BTreeMap<String, CanaryRoute>,
 }
@@ -120,6 +122,7 @@ impl Observer {
             last_phase: None,
             last_weight: None,
             runs: BTreeMap::new(),
+            measured: BTreeSet::new(),
             events: BTreeSet::new(),
             routes: BTreeMap::new(),
         }
@@ -340,6 +343,7 @@ impl Observer {
                 data: json!({"rollout": self.name}),
             });
         }
+        out.extend(self.measurements(r, &name));
         if !phase.is_empty() && previous.as_deref() != Some(phase.as_str()) {
             out.push(Emitted {
                 source: Source::Analysis,
@@ -349,6 +353,74 @@ impl Observer {
             });
         }
         self.runs.insert(name, phase);
+        out
+    }
+
+    /// A `measurement` event for each finished measurement of the run not reported before,
+    /// with the data the emulation writes (its metric's conditions included), so that reports
+    /// draw both controllers alike. Its time is when the watch saw it, within a reconcile of
+    /// the measurement's end.
+    fn measurements(&mut self, r: &Value, run: &str) -> Vec<Emitted> {
+        let mut out = Vec::new();
+        let results = r
+            .pointer("/status/metricResults")
+            .and_then(Value::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let specs = r
+            .pointer("/spec/metrics")
+            .and_then(Value::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        for result in results {
+            let metric = str_at(result, "/name").unwrap_or_default();
+            let spec = specs.iter().find(|m| str_at(m, "/name") == Some(metric));
+            let condition = |key: &str| {
+                spec.and_then(|m| str_at(m, key))
+                    .filter(|c| !c.is_empty())
+                    .map(str::to_string)
+            };
+            let measurements = result
+                .get("measurements")
+                .and_then(Value::as_array)
+                .map(Vec::as_slice)
+                .unwrap_or_default();
+            for m in measurements {
+                let (Some(started), Some(_)) = (str_at(m, "/startedAt"), str_at(m, "/finishedAt"))
+                else {
+                    continue;
+                };
+                let key = (run.to_string(), metric.to_string(), started.to_string());
+                if !self.measured.insert(key) {
+                    continue;
+                }
+                let phase = str_at(m, "/phase").unwrap_or_default();
+                let value = str_at(m, "/value");
+                let message = str_at(m, "/message").unwrap_or_default();
+                out.push(Emitted {
+                    source: Source::Analysis,
+                    kind: "measurement".into(),
+                    message: format!(
+                        "{metric}: {phase} {}{}",
+                        value.unwrap_or("-"),
+                        if message.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" ({message})")
+                        }
+                    ),
+                    data: json!({
+                        "run": run,
+                        "metric": metric,
+                        "phase": phase,
+                        "value": value,
+                        "message": message,
+                        "success_condition": condition("/successCondition"),
+                        "failure_condition": condition("/failureCondition"),
+                    }),
+                });
+            }
+        }
         out
     }
 
@@ -395,7 +467,10 @@ impl Observer {
             "Pod" => "pod",
             _ => "object",
         };
-        vec![Emitted {
+        let halted = (self.controller == ControllerKind::Flagger)
+            .then(|| flagger_halt(&message))
+            .flatten();
+        let mut out = vec![Emitted {
             source,
             kind: reason,
             message,
@@ -405,7 +480,9 @@ impl Observer {
                 "type": str_at(e, "/type").unwrap_or_default(),
                 "count": count,
             }),
-        }]
+        }];
+        out.extend(halted);
+        out
     }
 
     fn ingress(&mut self, i: &Value) -> Vec<Emitted> {
@@ -525,6 +602,100 @@ fn current_step(ro: &Value) -> Option<&Value> {
         .get(i)
 }
 
+/// A failed check of a real Flagger, read back from the event it writes for it (`Halt
+/// <canary> advancement success rate 61.39% < 99%`, `... request duration 1.2s > 500ms`,
+/// `... <metric> 3.00 > 2`, `Halt advancement no values found for ... <metric>`), as a
+/// `measurement` event in the emulation's shape. Flagger records passing checks nowhere a
+/// watch can see, so only failures reach the report from a real Flagger.
+fn flagger_halt(message: &str) -> Option<Emitted> {
+    use std::sync::OnceLock;
+    static COMPARED: OnceLock<regex::Regex> = OnceLock::new();
+    static NO_VALUES: OnceLock<regex::Regex> = OnceLock::new();
+    let compared = COMPARED.get_or_init(|| {
+        regex::Regex::new(r"^Halt \S+ advancement (.+) (\S+) ([<>]) (\S+)$")
+            .expect("a valid pattern")
+    });
+    let no_values = NO_VALUES.get_or_init(|| {
+        regex::Regex::new(r"^Halt advancement no values found for (?:nginx metric|metric:|custom metric:) ([^\s:]+)")
+            .expect("a valid pattern")
+    });
+    let measurement = |metric: &str, phase: &str, value: Option<f64>, min, max| {
+        let condition = match (min, max) {
+            (Some(m), _) => format!("min {m}"),
+            (_, Some(m)) => format!("max {m}"),
+            _ => String::new(),
+        };
+        Emitted {
+            source: Source::Analysis,
+            kind: "measurement".into(),
+            message: format!("{metric}: {message}"),
+            data: json!({
+                "metric": metric,
+                "phase": phase,
+                "value": value,
+                "reading": message,
+                "passed": false,
+                "min": min,
+                "max": max,
+                "condition": condition,
+            }),
+        }
+    };
+    if let Some(c) = no_values.captures(message) {
+        return Some(measurement(&c[1], "Error", None, None, None));
+    }
+    let c = compared.captures(message)?;
+    let (what, op) = (&c[1], &c[3]);
+    let (metric, value, bound) = match what {
+        "success rate" => (
+            "request-success-rate".to_string(),
+            c[2].trim_end_matches('%').parse::<f64>().ok()?,
+            c[4].trim_end_matches('%').parse::<f64>().ok()?,
+        ),
+        "request duration" => (
+            "request-duration".to_string(),
+            go_duration_ms(&c[2])?,
+            go_duration_ms(&c[4])?,
+        ),
+        name => (name.to_string(), c[2].parse().ok()?, c[4].parse().ok()?),
+    };
+    // `value < bound` halts on a floor, `value > bound` on a ceiling.
+    let (min, max) = if op == "<" {
+        (Some(bound), None)
+    } else {
+        (None, Some(bound))
+    };
+    Some(measurement(&metric, "Failed", Some(value), min, max))
+}
+
+/// A Go `time.Duration` as it prints (`1.5s`, `500ms`, `1m30s`), in milliseconds.
+fn go_duration_ms(text: &str) -> Option<f64> {
+    let mut rest = text;
+    let mut total = 0.0;
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let number: f64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let scale = match &rest[..unit_len] {
+            "h" => 3_600_000.0,
+            "m" => 60_000.0,
+            "s" => 1_000.0,
+            "ms" => 1.0,
+            "us" | "µs" => 0.001,
+            "ns" => 0.000_001,
+            _ => return None,
+        };
+        total += number * scale;
+        rest = &rest[unit_len..];
+    }
+    Some(total)
+}
+
 fn owned_by(o: &Value, kind: &str, name: &str) -> bool {
     o.pointer("/metadata/ownerReferences")
         .and_then(Value::as_array)
@@ -633,5 +804,67 @@ mod tests {
         assert_eq!((r.weight, r.weight_total), (20, 200));
         assert!((r.percent() - 10.0).abs() < 1e-9);
         assert!(canary_route(&json!({"metadata": {"name": "stable"}})).is_none());
+    }
+
+    #[test]
+    fn each_finished_measurement_of_a_run_is_reported_once_with_its_conditions() {
+        let mut o = Observer::new(ControllerKind::Argo, "app");
+        let run = |measurements: Value| {
+            Observed::AnalysisRun(json!({
+                "kind": "AnalysisRun",
+                "metadata": {"name": "app-abc-2", "ownerReferences": [{"kind": "Rollout", "name": "app"}]},
+                "spec": {"metrics": [{"name": "success-rate",
+                    "successCondition": "result[0] >= 0.95", "failureCondition": ""}]},
+                "status": {"phase": "Running", "metricResults": [
+                    {"name": "success-rate", "measurements": measurements}]},
+            }))
+        };
+        let first = json!({"phase": "Failed", "value": "[0.7]",
+            "startedAt": "2025-01-01T00:00:05Z", "finishedAt": "2025-01-01T00:00:05Z"});
+        let running = json!({"phase": "Running", "startedAt": "2025-01-01T00:00:15Z"});
+        let out = o.observe(&run(json!([first.clone(), running])));
+        let measured: Vec<&Emitted> = out.iter().filter(|e| e.kind == "measurement").collect();
+        assert_eq!(measured.len(), 1, "{out:#?}");
+        let d = &measured[0].data;
+        assert_eq!(d["metric"], "success-rate");
+        assert_eq!(d["phase"], "Failed");
+        assert_eq!(d["value"], "[0.7]");
+        assert_eq!(d["run"], "app-abc-2");
+        assert_eq!(d["success_condition"], "result[0] >= 0.95");
+        assert!(d["failure_condition"].is_null());
+        // A relist repeats the run: nothing new.
+        let again = o.observe(&run(json!([first])));
+        assert!(again.iter().all(|e| e.kind != "measurement"), "{again:#?}");
+    }
+
+    #[test]
+    fn a_real_flaggers_halt_events_become_failed_measurements() {
+        let rate = flagger_halt("Halt podinfo.test advancement success rate 61.39% < 99%").unwrap();
+        assert_eq!(rate.data["metric"], "request-success-rate");
+        assert_eq!(rate.data["value"], 61.39);
+        assert_eq!(rate.data["min"], 99.0);
+        assert_eq!(rate.data["phase"], "Failed");
+        let slow =
+            flagger_halt("Halt podinfo.test advancement request duration 1.5s > 500ms").unwrap();
+        assert_eq!(slow.data["metric"], "request-duration");
+        assert_eq!(slow.data["value"], 1500.0);
+        assert_eq!(slow.data["max"], 500.0);
+        let custom = flagger_halt("Halt podinfo.test advancement latency 3.00 > 2").unwrap();
+        assert_eq!(
+            (&custom.data["metric"], &custom.data["value"]),
+            (&json!("latency"), &json!(3.0))
+        );
+        let none = flagger_halt(
+            "Halt advancement no values found for custom metric: latency: no values found",
+        )
+        .unwrap();
+        assert_eq!(
+            (&none.data["metric"], &none.data["phase"]),
+            (&json!("latency"), &json!("Error"))
+        );
+        assert!(none.data["value"].is_null());
+        assert!(flagger_halt("Advance podinfo.test canary weight 10").is_none());
+        assert_eq!(go_duration_ms("1m30s"), Some(90_000.0));
+        assert_eq!(go_duration_ms("1x"), None);
     }
 }

@@ -182,7 +182,11 @@ impl<S> LiveRun<S> {
         let measured: Vec<usize> = readings.iter().map(|r| r.metric).collect();
         let events = self.run.record_all(readings);
         for metric in measured {
-            let name = &self.run.policy().metrics[metric].name;
+            let policy = &self.run.policy().metrics[metric];
+            let name = &policy.name;
+            let condition = |c: &Option<crate::controller::expr::Condition>| {
+                c.as_ref().map(|c| c.source().to_string())
+            };
             if let Some(m) = self.run.result(metric).and_then(|r| r.last_measurement()) {
                 self.timeline.emit(
                     Source::Analysis,
@@ -203,6 +207,9 @@ impl<S> LiveRun<S> {
                         "phase": m.phase.as_str(),
                         "value": m.value,
                         "message": m.message,
+                        // What the value was judged against, for the report's threshold lines.
+                        "success_condition": condition(&policy.success),
+                        "failure_condition": condition(&policy.failure),
                     }),
                 );
             }

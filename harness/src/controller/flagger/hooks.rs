@@ -204,6 +204,15 @@ impl<P: Platform, M: Provider + Clone> FlaggerController<P, M> {
                 "value": value,
                 "reading": shown,
                 "passed": verdict.is_ok(),
+                // In the words of Argo's measurements, so the report reads both alike.
+                "phase": match (&reading, verdict.is_ok()) {
+                    (_, true) => "Successful",
+                    (Reading::Error(_), false) => "Error",
+                    (_, false) => "Failed",
+                },
+                "min": check.bounds().0,
+                "max": check.bounds().1,
+                "condition": check.condition(),
             }),
         );
         match verdict {

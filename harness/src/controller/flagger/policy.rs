@@ -90,6 +90,32 @@ pub struct Check {
     pub has_range: bool,
 }
 
+impl Check {
+    /// The lowest and highest values that pass, as [`super::checks::judge`] applies them: a
+    /// `thresholdRange`, else the deprecated `threshold` (a floor for the success rate, a
+    /// ceiling for everything else).
+    pub fn bounds(&self) -> (Option<f64>, Option<f64>) {
+        if self.has_range {
+            return (self.min, self.max);
+        }
+        let t = self.threshold.unwrap_or(0.0);
+        match self.kind {
+            CheckKind::SuccessRate => (Some(t), None),
+            _ => (None, Some(t)),
+        }
+    }
+
+    /// The bounds in the words of the Canary: `min 99`, `max 500`, `min 1 max 5`.
+    pub fn condition(&self) -> String {
+        let (min, max) = self.bounds();
+        let parts: Vec<String> = [("min", min), ("max", max)]
+            .into_iter()
+            .filter_map(|(k, v)| v.map(|v| format!("{k} {v}")))
+            .collect();
+        parts.join(" ")
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct FlaggerPolicy {
     /// The Canary's name.
