@@ -374,7 +374,10 @@ async fn a_scheduled_promote_reaches_the_rollout_as_the_plugins_patch() {
                 "controllerPause": true, "stableRS": "aaaa", "currentPodHash": "bbbb",
                 "pauseConditions": [{"reason": "InconclusiveAnalysisRun",
                                      "startTime": "2026-11-29T12:00:00Z"}],
-                "canary": {"weights": {"canary": {"weight": 20}, "stable": {"weight": 80}}}});
+                // Paused by the analysis step's own run (the plugin's `isInconclusive`).
+                "canary": {"weights": {"canary": {"weight": 20}, "stable": {"weight": 80}},
+                           "currentStepAnalysisRunStatus":
+                               {"name": "sample-app-bbbb-2-1", "status": "Inconclusive"}}});
             fake.put(&coll, ro);
             fake.wait_until(STEP, "the promote patch", |f| {
                 f.requests()
