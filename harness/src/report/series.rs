@@ -279,13 +279,6 @@ fn is_oom(e: &Event) -> bool {
         || (e.kind == "pod-container-finished" && e.message.contains("OOMKilled"))
 }
 
-/// Requests, errors and the p95 of all versions of a window together, for the summary.
-pub fn totals(p: &TrafficPoint) -> (u64, u64) {
-    p.by_version
-        .values()
-        .fold((0, 0), |(r, e), v| (r + v.requests, e + v.errors))
-}
-
 /// Every version seen in the traffic, the baseline's first and the release last, so colours
 /// and line styles stay the same from one page to the next.
 pub fn versions(series: &Series) -> Vec<String> {

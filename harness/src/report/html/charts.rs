@@ -17,6 +17,10 @@ const HEIGHT: u32 = 170;
 const Y_LABELS: u32 = 70;
 const X_LABELS: u32 = 34;
 const FONT: &str = "sans-serif";
+/// The time axis never reaches past a day either side of the release.
+const LIMIT_S: f64 = 86_400.0;
+/// Nor a value axis past ±1e12.
+const LIMIT_Y: f64 = 1e12;
 /// Windows shorter than this (the one cut at the release, the last one) make a rate jump.
 const SHORTEST_WINDOW_S: f64 = 0.25;
 
@@ -119,7 +123,9 @@ fn axis(report: &ScenarioReport, series: &Series) -> Axis {
     for w in &series.weight {
         last = last.max(w.t_s);
     }
-    let last = if last.is_finite() { last } else { 1.0 };
+    // Times far outside any run (a report edited by hand) would make the axis' ticks loop on
+    // steps that no longer change a float: the axis stops at a day either side.
+    let (first, last) = (first.clamp(-LIMIT_S, 0.0), last.clamp(1.0, LIMIT_S));
     let pad = ((last - first) * 0.02).max(0.5);
     Axis {
         from: first - pad,
@@ -192,6 +198,13 @@ fn err(e: impl std::fmt::Display) -> String {
     format!("drawing a plot: {e}")
 }
 
+/// `p` moved onto the plot's edge if it lies beyond: far-off coordinates overflow the pixel
+/// arithmetic.
+fn inside(chart: &Chart, (x, y): (f64, f64)) -> (f64, f64) {
+    let (xs, ys) = (chart.x_range(), chart.y_range());
+    (x.clamp(xs.start, xs.end), y.clamp(ys.start, ys.end))
+}
+
 /// Draws `points` as a line in `colour` and `stroke`.
 fn line(
     chart: &mut Chart,
@@ -203,6 +216,8 @@ fn line(
     if points.is_empty() {
         return Ok(());
     }
+    // Clipped to the plot: a dashed line running far outside it would be drawn dash by dash.
+    let points: Vec<(f64, f64)> = points.into_iter().map(|p| inside(chart, p)).collect();
     let style = colour.stroke_width(width);
     match stroke {
         Stroke::Dashed => chart
@@ -374,6 +389,7 @@ fn traffic_panel(
         _ => 1.0,
     };
     let y_top = (top * 1.1).max(floor_top);
+    let y_top = y_top.min(LIMIT_Y);
     let release = series.release_version.as_deref();
     let mut legend = Vec::new();
     for (i, v) in versions.iter().enumerate() {
@@ -404,7 +420,11 @@ fn traffic_panel(
             for run in runs {
                 if run.len() == 1 {
                     chart
-                        .draw_series(std::iter::once(Circle::new(run[0], 2, colour.filled())))
+                        .draw_series(std::iter::once(Circle::new(
+                            inside(chart, run[0]),
+                            2,
+                            colour.filled(),
+                        )))
                         .map_err(err)?;
                 } else {
                     line(chart, run.clone(), colour, stroke, 2)?;
@@ -449,6 +469,14 @@ fn metric_panel(
         }
         (Some(v), Some(_)) => (v - v.abs().max(1.0) * 0.5, v + v.abs().max(1.0) * 0.5),
         _ => (0.0, 1.0),
+    };
+    // A report edited by hand may hold values at the ends of f64: such a range, or one too
+    // narrow for its magnitude, would make the ticks loop; the plot shows ±1e12 at most.
+    let (lo, hi) = (lo.clamp(-LIMIT_Y, LIMIT_Y), hi.clamp(-LIMIT_Y, LIMIT_Y));
+    let (lo, hi) = if hi - lo > hi.abs().max(lo.abs()) * 1e-9 {
+        (lo, hi)
+    } else {
+        (lo - 1.0, hi + 1.0)
     };
     // A measurement without a number still happened: drawn on the floor of the plot.
     let floor = lo + (hi - lo) * 0.04;
@@ -511,7 +539,7 @@ fn metric_panel(
             .collect();
         line(chart, trail, RGBColor(0xbb, 0xbb, 0xbb), Stroke::Solid, 1)?;
         for m in points {
-            let at = (m.t_s, m.value.unwrap_or(floor));
+            let at = inside(chart, (m.t_s, m.value.unwrap_or(floor)));
             let drawn = match phase_group(m) {
                 0 => chart
                     .draw_series(std::iter::once(Circle::new(at, 5, BLUE.filled())))

@@ -274,3 +274,22 @@ fn unreadable_malformed_and_newer_reports_are_refused_by_name() {
     let e = read_report(&newer).unwrap_err();
     assert!(matches!(e, ReadError::TooNew { found: 99, .. }), "{e}");
 }
+
+#[test]
+fn values_at_the_ends_of_f64_still_give_a_page() {
+    let mut s = rolled_back();
+    s.decision_s = Some(1e300);
+    s.expected.within_s = f64::MAX;
+    let series = s.series.as_mut().unwrap();
+    series.measurements[0].value = Some(f64::MAX);
+    series.measurements[1].value = Some(-f64::MAX);
+    series.measurements[1].min = Some(f64::MIN_POSITIVE);
+    series.weight[0].t_s = -1e300;
+    series.traffic[0].dur_s = 0.0;
+    let page = render(&RunReport {
+        scenarios: vec![s],
+        ..fixture::run()
+    })
+    .unwrap();
+    assert!(page.contains("data-panel=\"metric-0\""));
+}
