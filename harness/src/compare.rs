@@ -266,6 +266,7 @@ mod tests {
             client: ClientReport::default(),
             timeline,
             series: None,
+            judge: None,
         }
     }
 

@@ -184,6 +184,7 @@ expect:
   within: 1m30s
   clientErrors: {{ max: 5% }}
   weights: [20]
+  judge: justified
 "#,
         target.display()
     );

@@ -19,7 +19,8 @@ use crate::timeline::{Event, Source};
 
 /// The stable version (the scenario's `baseline.version`) and the canary (its
 /// `release.version`): two different, non-empty names.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "VersionNames")]
 pub struct Versions {
     stable: String,
     canary: String,
@@ -43,6 +44,21 @@ impl Versions {
 
     pub fn canary(&self) -> &str {
         &self.canary
+    }
+}
+
+/// [`Versions`] as a report states them, checked on the way in.
+#[derive(Deserialize)]
+struct VersionNames {
+    stable: String,
+    canary: String,
+}
+
+impl TryFrom<VersionNames> for Versions {
+    type Error = JudgeError;
+
+    fn try_from(v: VersionNames) -> Result<Self, Self::Error> {
+        Versions::new(v.stable, v.canary)
     }
 }
 
@@ -121,7 +137,7 @@ impl Latencies {
 }
 
 /// What one version got during the exposure.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Group {
     pub requests: u64,
     /// 5xx answers plus requests without a complete answer; never more than `requests`.
@@ -143,7 +159,7 @@ impl Group {
 }
 
 /// The canary's exposure and what both versions got during it.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Exposure {
     /// Start of the first window (seconds after the release) with a canary request; `None`
     /// when there was none.
@@ -160,6 +176,10 @@ pub struct Exposure {
     pub unattributed_requests: u64,
     /// `load`/`window` events whose data could not be read.
     pub skipped_windows: usize,
+    /// Per window in which both versions answered: the canary's latencies and the stable's,
+    /// for the latency test, which compares requests of the same second only.
+    #[serde(skip)]
+    pub strata: Vec<(Latencies, Latencies)>,
 }
 
 impl Exposure {
@@ -201,15 +221,21 @@ impl Exposure {
             out.windows += 1;
             out.seconds += w.dur_s;
             last_end = last_end.max(start + w.dur_s);
+            let mut stratum = (Latencies::default(), Latencies::default());
             for (version, c) in &w.by_version {
                 if version == versions.canary() {
                     out.canary.add(c);
+                    stratum.0 = c.latencies();
                 } else if version == versions.stable() {
                     out.stable.add(c);
+                    stratum.1 = c.latencies();
                 } else {
                     out.unattributed_requests =
                         out.unattributed_requests.saturating_add(c.requests);
                 }
+            }
+            if stratum.0.count() > 0 && stratum.1.count() > 0 {
+                out.strata.push(stratum);
             }
         }
         out.to_s = Some(if end.is_finite() { end } else { last_end });

@@ -7,8 +7,13 @@
 //! - **error rate** (5xx answers and requests without an answer): Fisher's exact test, with
 //!   the difference in percentage points and its Newcombe interval ([`proportions`]);
 //! - **latency** of answered requests: the Mann-Whitney U test on per-request latencies (to
-//!   the histogram's bucket), with the Hodges-Lehmann ratio of canary to stable latency and its
-//!   interval ([`mann_whitney`]).
+//!   the histogram's bucket), stratified by one-second window so that machine load cannot
+//!   pass for a slow canary, with the Hodges-Lehmann ratio of canary to stable latency and its
+//!   interval ([`mann_whitney`]);
+//!
+//! and, from release to decision, on **pod health**: whether the release's containers ended on
+//! their own (a crash, an OOM kill) while the stable's did not ([`pods`]; a rule, not a test:
+//! one crash is a defect, not noise).
 //!
 //! Each metric is [`Class`]ified at a [`Confidence`] (default 98 %, as Kayenta):
 //!
@@ -50,14 +55,16 @@
 
 pub mod data;
 pub mod mann_whitney;
+pub mod pods;
 pub mod proportions;
 pub mod settings;
 pub mod verdict;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 pub use data::{Exposure, Versions};
 pub use mann_whitney::Latency;
+pub use pods::PodHealth;
 pub use proportions::{ErrorRate, Rate};
 pub use settings::{Confidence, Power, Settings};
 pub use verdict::{Class, Decision, Finding, Shortfall};
@@ -88,14 +95,18 @@ pub enum JudgeError {
     Finding(String),
 }
 
-/// Everything the judge found about one scenario. Serializes as the report's `judge` object.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// Everything the judge found about one scenario: the report's `judge` object, read back with
+/// the report (a page drawn later shows it as the run did).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Judgement {
     pub settings: Settings,
     pub versions: Versions,
     pub exposure: Exposure,
     pub error_rate: ErrorRate,
     pub latency: Latency,
+    /// Absent from judgements written before the judge looked at pods.
+    #[serde(default)]
+    pub pods: PodHealth,
     pub decision: Option<Decision>,
     pub finding: Finding,
     /// One line: the decision and what the metrics say about it.
@@ -104,10 +115,11 @@ pub struct Judgement {
 
 impl Judgement {
     /// The metrics by name, in report order.
-    pub fn metrics(&self) -> [(&'static str, &Class); 2] {
+    pub fn metrics(&self) -> [(&'static str, &Class); 3] {
         [
             ("error rate", &self.error_rate.class),
             ("latency", &self.latency.class),
+            ("pod health", &self.pods.class),
         ]
     }
 
@@ -123,22 +135,27 @@ impl Judgement {
     }
 
     /// The finding and its reason, then one line per metric and the exposure: for the terminal
-    /// report and JUnit.
+    /// report.
     pub fn lines(&self) -> Vec<String> {
+        vec![
+            format!("judge: {} ({})", self.finding, self.reason),
+            self.error_rate.summary.clone(),
+            self.latency.summary.clone(),
+            self.pods.summary.clone(),
+            self.exposure_line(),
+        ]
+    }
+
+    /// What was compared: the exposure's span and each side's requests.
+    pub fn exposure_line(&self) -> String {
         let x = &self.exposure;
-        let exposure = match (x.from_s, x.to_s) {
+        match (x.from_s, x.to_s) {
             (Some(from), Some(to)) => format!(
                 "exposure {from:.1}s-{to:.1}s after the release: canary {} requests, stable {}",
                 x.canary.requests, x.stable.requests
             ),
             _ => format!("the canary {} answered no request", self.versions.canary()),
-        };
-        vec![
-            format!("judge: {} ({})", self.finding, self.reason),
-            self.error_rate.summary.clone(),
-            self.latency.summary.clone(),
-            exposure,
-        ]
+        }
     }
 }
 
@@ -165,24 +182,29 @@ pub fn judge(
     let latency = mann_whitney::compare(
         &exposure.canary.latencies,
         &exposure.stable.latencies,
+        &exposure.strata,
         exposure.canary_answer_rate(),
         settings,
     );
-    let classes = [
-        ("error rate", &error_rate.class),
-        ("latency", &latency.class),
-    ];
-    let (finding, reason) = verdict::finding(decision, &classes);
-    Judgement {
+    let pods = pods::compare(
+        timeline,
+        pods::release_hash(timeline),
+        0.0,
+        end_s.filter(|e| !e.is_nan()).unwrap_or(f64::INFINITY),
+    );
+    let mut j = Judgement {
         settings: *settings,
         versions: versions.clone(),
         exposure,
         error_rate,
         latency,
+        pods,
         decision,
-        finding,
-        reason,
-    }
+        finding: Finding::Inconclusive,
+        reason: String::new(),
+    };
+    (j.finding, j.reason) = verdict::finding(decision, &j.metrics());
+    j
 }
 
 /// Judges a finished scenario: its outcome, decision time and timeline. `versions` are the
@@ -202,5 +224,7 @@ pub fn judge_report(
     Ok(judge(&report.timeline, versions, decision, end_s, settings))
 }
 
+#[cfg(test)]
+pub(crate) mod testdata;
 #[cfg(test)]
 mod tests;

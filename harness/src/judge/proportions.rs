@@ -5,7 +5,7 @@
 //! of 40 requests/s for eight seconds gets ~65 requests, and a healthy stable has no error at
 //! all, which is where the usual normal-approximation tests are least trustworthy.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use statrs::distribution::{ContinuousCDF, Discrete, Hypergeometric, Normal};
 
 use super::settings::Settings;
@@ -124,7 +124,7 @@ pub fn requests_needed(
 }
 
 /// `errors` of `requests`, and their share.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Rate {
     pub errors: u64,
     pub requests: u64,
@@ -144,7 +144,7 @@ impl Rate {
 }
 
 /// The error-rate comparison of one exposure.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ErrorRate {
     #[serde(flatten)]
     pub class: Class,

@@ -1,15 +1,15 @@
 //! The judge's knobs, each validated where it is made so that a [`Settings`] is always usable.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use statrs::distribution::{ContinuousCDF, Normal};
 
 use super::JudgeError;
 
 /// Two-sided confidence level of every test, strictly between 0 and 1. Kayenta's judge uses
 /// 98 %, hard-wired; so is our default.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(transparent)]
-pub struct Confidence(f64);
+pub struct Confidence(#[serde(deserialize_with = "confidence_level")] f64);
 
 impl Confidence {
     pub fn new(level: f64) -> Result<Self, JudgeError> {
@@ -44,9 +44,9 @@ impl Default for Confidence {
 /// The chance (strictly between 0 and 1) that a test detects a difference of the margin's size.
 /// The judge uses it only to decide whether a test that found nothing had enough data to find
 /// something, and to say how much data would have been enough. Default 80 %, the usual choice.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(transparent)]
-pub struct Power(f64);
+pub struct Power(#[serde(deserialize_with = "power_level")] f64);
 
 impl Power {
     pub fn new(power: f64) -> Result<Self, JudgeError> {
@@ -73,6 +73,21 @@ impl Default for Power {
     }
 }
 
+/// A level read back from a report, refused outside (0, 1) as [`Confidence::new`] does.
+fn confidence_level<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    let v = f64::deserialize(d)?;
+    Confidence::new(v)
+        .map(Confidence::level)
+        .map_err(serde::de::Error::custom)
+}
+
+fn power_level<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    let v = f64::deserialize(d)?;
+    Power::new(v)
+        .map(Power::level)
+        .map_err(serde::de::Error::custom)
+}
+
 /// The standard normal quantile; `p` is strictly inside (0, 1) for every caller here.
 fn quantile(p: f64) -> f64 {
     Normal::standard().inverse_cdf(p)
@@ -85,7 +100,8 @@ fn quantile(p: f64) -> f64 {
 /// enough traffic any difference becomes significant, and a canary 0.1 ms slower than a 1 ms
 /// stable is not a regression anyone should roll back for. The margins are also the smallest
 /// effects the judge insists on being able to see before it says `no-difference`.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "SettingsFields")]
 pub struct Settings {
     confidence: Confidence,
     power: Power,
@@ -111,6 +127,29 @@ impl Default for Settings {
             latency_margin: LATENCY_MARGIN,
             latency_floor_ms: LATENCY_FLOOR_MS,
         }
+    }
+}
+
+/// [`Settings`] as a report states them, checked by the same builders on the way in.
+#[derive(Deserialize)]
+struct SettingsFields {
+    confidence: Confidence,
+    power: Power,
+    error_margin: f64,
+    latency_margin: f64,
+    latency_floor_ms: f64,
+}
+
+impl TryFrom<SettingsFields> for Settings {
+    type Error = JudgeError;
+
+    fn try_from(f: SettingsFields) -> Result<Self, Self::Error> {
+        Settings::default()
+            .with_confidence(f.confidence)
+            .with_power(f.power)
+            .with_error_margin(f.error_margin)?
+            .with_latency_margin(f.latency_margin)?
+            .with_latency_floor_ms(f.latency_floor_ms)
     }
 }
 

@@ -3,41 +3,8 @@
 //! time scale 0.25), kept under `harness/tests/data/judge/`. Only the load windows and the
 //! release event are kept.
 
-use serde_json::Value;
-
+use super::testdata::{Run, run};
 use super::*;
-use crate::timeline::Source;
-
-struct Run {
-    outcome: Option<Decision>,
-    decision_s: Option<f64>,
-    timeline: Vec<Event>,
-}
-
-fn run(json: &str) -> Run {
-    let v: Value = serde_json::from_str(json).expect("fixture JSON");
-    let timeline = v["timeline"]
-        .as_array()
-        .expect("timeline")
-        .iter()
-        .map(|e| Event {
-            t_s: e["t_s"].as_f64().expect("t_s"),
-            source: match e["source"].as_str() {
-                Some("load") => Source::Load,
-                _ => Source::Harness,
-            },
-            kind: e["kind"].as_str().unwrap_or_default().to_string(),
-            message: String::new(),
-            data: e["data"].clone(),
-            at: tokio::time::Instant::now(),
-        })
-        .collect();
-    Run {
-        outcome: v["outcome"].as_str().map(|o| o.parse().expect("outcome")),
-        decision_s: v["decision_s"].as_f64(),
-        timeline,
-    }
-}
 
 macro_rules! fixture {
     ($name:literal) => {
@@ -173,6 +140,65 @@ fn an_over_tight_threshold_is_a_false_rollback() {
     assert_eq!(j.finding, Finding::FalseRollback);
 }
 
+/// The suites' memory leak and crash loop: rolled back for a canary that was OOM killed or
+/// kept exiting, before users saw errors (the crash loop's canary never answered at all).
+#[test]
+fn a_canary_that_crashed_justifies_the_rollback() {
+    let j = as_run(&fixture!("argo-memory-leak-rolled-back"));
+    assert_eq!(j.finding, Finding::Justified, "{}", j.reason);
+    assert_eq!(j.reason, "rolled back, and pod health worse");
+    assert_eq!(j.error_rate.class, Class::NoDifference);
+    assert_eq!(j.pods.class, Class::Worse);
+    assert_eq!(j.pods.canary.failing.len(), 1);
+    assert_eq!(j.pods.stable.ends, 0);
+
+    let j = as_run(&fixture!("argo-crash-loop-rolled-back"));
+    assert_eq!(j.finding, Finding::Justified, "{}", j.reason);
+    assert_eq!(j.pods.class, Class::Worse);
+    assert!(j.pods.canary.ends >= 2, "{:?}", j.pods);
+    assert_eq!(j.exposure.canary.requests, 0);
+
+    // Judged before the first crash (the memory leak's canary is OOM killed 4.2 s in), the
+    // rollback would have no reason the judge can see.
+    let r = fixture!("argo-memory-leak-rolled-back");
+    let j = judged(&r, Some(Decision::RolledBack), Some(4.0));
+    assert_eq!(j.pods.class, Class::NoDifference);
+    assert_ne!(j.finding, Finding::Justified, "{}", j.reason);
+}
+
+/// A healthy Flagger release held at its gate: two seconds of machine load (5 ms for every
+/// request) came just as the canary took 80 % of the traffic. Pooled over the exposure the
+/// canary looks 1.8x slower; compared second by second, it is not.
+#[test]
+fn machine_load_that_comes_with_the_canarys_share_is_not_a_regression() {
+    let r = fixture!("flagger-gate-waiting-paused");
+    let j = as_run(&r);
+    assert_eq!(
+        j.latency.class,
+        Class::NoDifference,
+        "{}",
+        j.latency.summary
+    );
+    assert!(j.latency.ratio.unwrap() < 1.25, "{:?}", j.latency.ratio);
+    assert_eq!(j.finding, Finding::Inconclusive);
+    assert!(
+        j.reason.ends_with("the data supports a promotion"),
+        "{}",
+        j.reason
+    );
+
+    // The same requests in one stratum: the pooled comparison the judge does not make.
+    let x = &j.exposure;
+    let pooled = mann_whitney::compare(
+        &x.canary.latencies,
+        &x.stable.latencies,
+        &[(x.canary.latencies.clone(), x.stable.latencies.clone())],
+        None,
+        &Settings::default(),
+    );
+    assert_eq!(pooled.class, Class::Worse, "{}", pooled.summary);
+}
+
 #[test]
 fn promoting_a_regression_is_a_missed_regression() {
     for r in [
@@ -239,7 +265,7 @@ fn an_empty_timeline_judges_without_failing() {
     assert_eq!(j.finding, Finding::Inconclusive);
     assert_eq!(shortfall(&j.error_rate.class).canary_needed, None);
     assert_eq!(shortfall(&j.latency.class).canary_needed, None);
-    assert_eq!(j.lines()[3], "the canary 2.0.0 answered no request");
+    assert_eq!(j.lines()[4], "the canary 2.0.0 answered no request");
     serde_json::to_string(&j).unwrap();
 }
 
@@ -256,6 +282,39 @@ fn serializes_for_the_report() {
     assert_eq!(v["versions"]["canary"], "2.0.0");
     assert_eq!(v["exposure"]["canary"]["requests"], 65);
     assert!(v["exposure"]["canary"].get("latencies").is_none());
+}
+
+/// A report read back (`gauntlet report RUN.json --html`) shows the judgement the run made:
+/// every class, a shortfall and the settings survive JSON; settings the builders refuse do not.
+#[test]
+fn reads_back_from_the_report() {
+    let r = fixture!("argo-latency-rolled-back");
+    for j in [
+        as_run(&r),
+        as_run(&fixture!("argo-healthy-overtight-40")),
+        judged(&r, None, None),
+    ] {
+        let text = serde_json::to_string(&j).unwrap();
+        let back: Judgement = serde_json::from_str(&text).unwrap();
+        // Everything but the histograms and the windows, which the report leaves out.
+        let mut expected = j.clone();
+        expected.exposure.canary.latencies = Default::default();
+        expected.exposure.stable.latencies = Default::default();
+        expected.exposure.strata.clear();
+        assert_eq!(back, expected, "{text}");
+    }
+    let mut v = serde_json::to_value(as_run(&r)).unwrap();
+    v["settings"]["confidence"] = 1.5.into();
+    let e = serde_json::from_value::<Judgement>(v.clone()).unwrap_err();
+    assert!(e.to_string().contains("confidence 1.5"), "{e}");
+    v["settings"]["confidence"] = 0.98.into();
+    v["settings"]["latency_margin"] = 0.5.into();
+    let e = serde_json::from_value::<Judgement>(v.clone()).unwrap_err();
+    assert!(e.to_string().contains("latency margin 0.5"), "{e}");
+    v["settings"]["latency_margin"] = 1.25.into();
+    v["versions"]["canary"] = "1.0.0".into();
+    let e = serde_json::from_value::<Judgement>(v).unwrap_err();
+    assert!(e.to_string().contains("both 1.0.0"), "{e}");
 }
 
 #[test]
@@ -281,6 +340,7 @@ fn judges_a_scenario_report() {
         client: Default::default(),
         timeline: r.timeline.clone(),
         series: None,
+        judge: None,
     };
     let j = judge_report(&report, &versions(), &Settings::default()).unwrap();
     assert_eq!(j, as_run(&r));

@@ -9,7 +9,7 @@ use super::JudgeError;
 use crate::scenario::Outcome;
 
 /// How the canary compares with the stable version on one metric.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "class", rename_all = "kebab-case")]
 pub enum Class {
     /// Significantly worse, by at least the margin.
@@ -46,7 +46,7 @@ impl fmt::Display for Class {
 }
 
 /// How much data a `not-enough-data` metric would have needed.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Shortfall {
     /// Canary requests (answered ones, for latency) needed at the exposure's stable:canary
     /// split; `None` when it cannot be estimated (no canary or no stable data).
@@ -141,7 +141,7 @@ impl fmt::Display for Decision {
 
 /// The judge's finding on the controller's decision. Deserializable so that a scenario file can
 /// state the one it expects (`expect.judge: justified`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Finding {
     /// Rolled back with a metric `worse`; or promoted with every metric `no-difference` or

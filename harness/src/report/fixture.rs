@@ -63,6 +63,7 @@ pub(crate) fn passed() -> ScenarioReport {
             by_version,
         },
         series: None,
+        judge: None,
         timeline: vec![
             event(-5.0, Source::Harness, "provisioned", "stack up"),
             event(0.0, Source::Harness, "release", "release 2.0.0"),
@@ -114,6 +115,32 @@ pub(crate) fn failed() -> ScenarioReport {
         },
         timeline,
         series: None,
+        judge: None,
+    }
+}
+
+/// A real run of the healthy release rolled back by an over-tight p95 threshold (0.1 ms at
+/// 80 requests/s), with the judge's finding on it: a false rollback, and a pass, since the
+/// scenario expected the rollback.
+pub(crate) fn false_rollback() -> ScenarioReport {
+    use crate::judge::{self, Settings, Versions, testdata};
+    let run = testdata::run(testdata::OVERTIGHT_80);
+    let versions = Versions::new("1.0.0", "2.0.0").expect("two versions");
+    let judgement = judge::judge(
+        &run.timeline,
+        &versions,
+        run.outcome,
+        run.decision_s,
+        &Settings::default(),
+    );
+    ScenarioReport {
+        name: "argo-overtight-p95-false-rollback".into(),
+        file: "suites/judge/overtight.yaml".into(),
+        outcome: Some("rolled-back".into()),
+        decision_s: run.decision_s,
+        timeline: run.timeline,
+        judge: Some(judgement),
+        ..passed()
     }
 }
 

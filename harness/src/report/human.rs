@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::model::RunReport;
+use crate::judge::Finding;
 use crate::timeline::Event;
 
 /// In plain mode an unchanged status is repeated at most this often: often enough to show the
@@ -227,16 +228,19 @@ pub fn event_line(e: &Event) -> String {
 }
 
 /// The end-of-run table: one row per scenario, then the failure text of each failed one, since
-/// the numbers alone rarely say which expectation broke.
+/// the numbers alone rarely say which expectation broke, then the judge's reasons where it
+/// disagrees with the controller (a false rollback or a missed regression is news even when
+/// the scenario passed).
 pub fn summary_table(report: &RunReport) -> String {
     let header = [
         "SCENARIO",
         "OUTCOME (expected → got)",
         "DECISION / BUDGET",
         "CLIENT ERRORS / MAX",
+        "JUDGE",
         "RESULT",
     ];
-    let rows: Vec<[String; 5]> = report
+    let rows: Vec<[String; 6]> = report
         .scenarios
         .iter()
         .map(|s| {
@@ -255,6 +259,9 @@ pub fn summary_table(report: &RunReport) -> String {
                 ),
                 format!("{decision} / {}", secs(s.expected.within_s)),
                 format!("{errors} / {}", pct(s.expected.client_error_max)),
+                s.judge
+                    .as_ref()
+                    .map_or_else(|| "-".to_string(), |j| j.finding.to_string()),
                 if s.passed { "PASS" } else { "FAIL" }.to_string(),
             ]
         })
@@ -299,6 +306,22 @@ pub fn summary_table(report: &RunReport) -> String {
             out.push('\n');
         }
     }
+    let disputed = report.scenarios.iter().filter_map(|s| {
+        let j = s.judge.as_ref()?;
+        matches!(
+            j.finding,
+            Finding::FalseRollback | Finding::MissedRegression
+        )
+        .then_some((s, j))
+    });
+    for (s, j) in disputed {
+        out.push_str(&format!("\nJUDGE {} ({})\n", s.name, s.file));
+        for line in j.lines() {
+            out.push_str("  ");
+            out.push_str(&line);
+            out.push('\n');
+        }
+    }
     out
 }
 
@@ -333,9 +356,9 @@ mod tests {
     fn summary_table_aligns_rows_and_lists_failures() {
         let table = summary_table(&fixture::run());
         let expected = "\
-SCENARIO                OUTCOME (expected → got)    DECISION / BUDGET   CLIENT ERRORS / MAX   RESULT
-argo-rollback-on-500s   rolled-back → rolled-back   41.2s / 90s         2.1% / 5%             PASS
-flagger-promote-slow    promoted → none             - / 120s            0.4% / 1%             FAIL
+SCENARIO                OUTCOME (expected → got)    DECISION / BUDGET   CLIENT ERRORS / MAX   JUDGE   RESULT
+argo-rollback-on-500s   rolled-back → rolled-back   41.2s / 90s         2.1% / 5%             -       PASS
+flagger-promote-slow    promoted → none             - / 120s            0.4% / 1%             -       FAIL
 
 2 scenarios: 1 passed, 1 failed
 
@@ -344,6 +367,35 @@ FAIL flagger-promote-slow (suites/flagger/promote.yaml)
   client errors 0.4% within 1%
 ";
         assert_eq!(table, expected, "\n{table}");
+    }
+
+    /// A false rollback is news even when the scenario passed: its row says so, and the judge's
+    /// reasons follow the table.
+    #[test]
+    fn the_judges_finding_is_a_column_and_a_dispute_is_explained() {
+        let mut run = fixture::run();
+        run.scenarios.push(fixture::false_rollback());
+        let table = summary_table(&run);
+        let row = table
+            .lines()
+            .find(|l| l.starts_with("argo-overtight-p95-false-rollback"))
+            .unwrap();
+        assert!(row.ends_with("false-rollback   PASS"), "{table}");
+        let judge = &table[table.find("\nJUDGE ").expect("a judge section")..];
+        let lines: Vec<&str> = judge.trim().lines().collect();
+        assert_eq!(
+            lines[0],
+            "JUDGE argo-overtight-p95-false-rollback (suites/judge/overtight.yaml)"
+        );
+        assert_eq!(
+            lines[1],
+            "  judge: false-rollback (rolled back, but no metric worse)"
+        );
+        assert!(lines[2].starts_with("  error rate"), "{judge}");
+        assert!(lines[3].starts_with("  latency"), "{judge}");
+        assert!(lines[4].starts_with("  pod health"), "{judge}");
+        assert!(lines[5].starts_with("  exposure "), "{judge}");
+        assert_eq!(lines.len(), 6, "{judge}");
     }
 
     #[test]

@@ -10,6 +10,7 @@ use quick_junit::{NonSuccessKind, Property, Report, TestCase, TestCaseStatus, Te
 use super::atomic::write_atomic;
 use super::human::event_line;
 use super::model::{RunReport, ScenarioReport};
+use crate::judge::Judgement;
 
 /// How many of the last timeline events a failure body shows; CI pages truncate long bodies.
 const FAILURE_TAIL: usize = 30;
@@ -69,7 +70,25 @@ fn test_case(s: &ScenarioReport) -> TestCase {
         );
     // GitLab and others link a testcase to its source through a `file` attribute.
     tc.extra.insert("file".into(), s.file.as_str().into());
+    if let Some(j) = &s.judge {
+        tc.add_properties(judge_properties(j));
+    }
     tc
+}
+
+/// The judge's finding as testcase properties, for CI dashboards that chart them.
+fn judge_properties(j: &Judgement) -> [Property; 8] {
+    let p_value = |p: Option<f64>| p.map_or_else(|| "-".to_string(), |p| format!("{p:.3e}"));
+    [
+        Property::new("judge.finding", j.finding.name()),
+        Property::new("judge.reason", &j.reason),
+        Property::new("judge.error_rate", j.error_rate.class.name()),
+        Property::new("judge.error_rate.p_value", p_value(j.error_rate.p_value)),
+        Property::new("judge.latency", j.latency.class.name()),
+        Property::new("judge.latency.p_value", p_value(j.latency.p_value)),
+        Property::new("judge.pods", j.pods.class.name()),
+        Property::new("judge.exposure", j.exposure_line()),
+    ]
 }
 
 /// A report must still be written when a clock misbehaved, so bad durations become zero.
@@ -135,6 +154,31 @@ mod tests {
                 .unwrap()
                 .as_str()
                 .contains("controller degraded: rollout aborted")
+        );
+    }
+
+    #[test]
+    fn the_judges_finding_is_a_property_of_its_testcase() {
+        let mut run = fixture::run();
+        run.scenarios.push(fixture::false_rollback());
+        let xml = to_xml(&run).unwrap();
+        let parsed = Report::deserialize_from_str(&xml).unwrap();
+        let cases = &parsed.test_suites[0].test_cases;
+        assert!(cases[0].properties.is_empty(), "no judge, no properties");
+        let props: std::collections::BTreeMap<&str, &str> = cases[2]
+            .properties
+            .iter()
+            .map(|p| (p.name.as_str(), p.value.as_str()))
+            .collect();
+        assert_eq!(props["judge.finding"], "false-rollback", "{xml}");
+        assert_eq!(props["judge.reason"], "rolled back, but no metric worse");
+        assert_eq!(props["judge.error_rate"], "no-difference");
+        assert_eq!(props["judge.latency"], "no-difference");
+        assert_eq!(props["judge.pods"], "no-difference");
+        assert!(props["judge.latency.p_value"].contains('e'), "{props:?}");
+        assert!(
+            props["judge.exposure"].starts_with("exposure "),
+            "{props:?}"
         );
     }
 

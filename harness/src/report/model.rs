@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::judge::Judgement;
 use crate::timeline::Event;
 
 /// The version of the JSON report's shape. 1 had no `schema_version` key; 2 added it, the
@@ -52,6 +53,11 @@ pub struct ScenarioReport {
     /// Absent from reports of schema version 1 (then rebuilt from their timeline).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub series: Option<Series>,
+    /// Was the decision justified by the data: canary against stable over the canary's
+    /// exposure (`crate::judge`). `None` when the run did not get to a release (an
+    /// infrastructure failure, Ctrl-C before it) or the report predates the judge.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub judge: Option<Judgement>,
 }
 
 fn schema_v1() -> u32 {

@@ -18,6 +18,7 @@ use crate::controller::argo::runs::{AnalysisRuns, run_policy};
 use crate::controller::argo::{ArgoController, Decision, Hashes};
 use crate::controller::driver::{TICK, until_decision};
 use crate::controller::flagger::{Emulated as FlaggerEmulated, FlaggerController};
+use crate::judge::{self, Judgement};
 use crate::load::{Load, LoadSpec, LoadStats};
 use crate::prom::PromClient;
 use crate::report::artifacts::{ArtifactSources, write_artifacts};
@@ -176,6 +177,7 @@ pub(crate) fn new_report(s: &Scenario, controller: &str) -> ScenarioReport {
         client: Default::default(),
         timeline: Vec::new(),
         series: None,
+        judge: None,
     }
 }
 
@@ -280,13 +282,41 @@ pub(crate) fn conclude(
         report.failure = Some("interrupted".into());
         return Status::Interrupted;
     }
-    let failures = verdict::judge(s, &evidence, &timeline.snapshot());
+    let events = timeline.snapshot();
+    let mut failures = verdict::judge(s, &evidence, &events);
+    report.judge = judge_decision(s, decision, end_s, &events);
+    if let Some(want) = s.judge {
+        match &report.judge {
+            Some(j) => failures.extend(j.failure(want)),
+            None => failures.push(format!("expect.judge: {want} could not be checked")),
+        }
+    }
     if failures.is_empty() {
         Status::Passed
     } else {
         report.failure = Some(failures.join("; "));
         Status::Failed
     }
+}
+
+/// The judge's finding on the decision, over the canary's exposure up to it (or to `end_s`,
+/// the end of the wait, when none came). `None` when the versions cannot be told apart
+/// (a release of the baseline's version with faults), which `Scenario::check` refuses
+/// together with `expect.judge`.
+fn judge_decision(
+    s: &Scenario,
+    decision: Option<(Outcome, f64)>,
+    end_s: f64,
+    events: &[crate::timeline::Event],
+) -> Option<Judgement> {
+    let versions = judge::Versions::new(&s.baseline_version, &s.release_version).ok()?;
+    Some(judge::judge(
+        events,
+        &versions,
+        decision.map(|(o, _)| o.into()),
+        Some(end_s),
+        &judge::Settings::default(),
+    ))
 }
 
 fn infra(report: &mut ScenarioReport, e: InfraError) -> Status {

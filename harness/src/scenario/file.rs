@@ -13,6 +13,7 @@ use super::{
     Action, DEFAULT_CLIENT_ERROR_MAX, DEFAULT_CONNECTIONS, Fault, Outcome, Scenario, ScenarioError,
     Scheduled,
 };
+use crate::judge::Finding;
 
 /// A gauntlet scenario: a release of the target, the load it gets, and what the controller
 /// must decide within what time. Reference: docs/scenarios.md.
@@ -167,6 +168,10 @@ struct Expect {
     /// The canary weights the router applies in order (each distinct value once), e.g.
     /// `[20, 50, 100]`.
     weights: Option<Vec<u32>>,
+    /// What the statistical judge must find about the decision, from the canary's and the
+    /// stable's requests: `justified`, `false-rollback`, `missed-regression` or
+    /// `inconclusive`. Default: reported, not checked.
+    judge: Option<Finding>,
 }
 
 /// The failed share of all requests users sent, from the release to the decision.
@@ -324,6 +329,7 @@ pub fn parse(path: &Path, text: &str, seed: u64) -> Result<Scenario, Vec<Scenari
         tags: f.tags,
         actions,
         weights: f.expect.weights,
+        judge: f.expect.judge,
     };
     if let Err(e) = scenario.check() {
         errors.extend(e);
@@ -516,6 +522,31 @@ tags: [nightly]
             keys,
             ["release.faults.errors.rate", "load.rate", "expect.within"]
         );
+    }
+
+    #[test]
+    fn the_judges_finding_is_read_and_checked() {
+        let with = |finding: &str| {
+            GOOD.replace(
+                "  clientErrors",
+                &format!("  judge: {finding}\n  clientErrors"),
+            )
+        };
+        assert_eq!(parse_ok(GOOD).judge, None);
+        assert_eq!(
+            parse_ok(&with("false-rollback")).judge,
+            Some(Finding::FalseRollback)
+        );
+        let e = parse_err(&with("right"));
+        assert!(
+            e[0].reason.contains("unknown variant `right`") && e[0].reason.contains("justified"),
+            "{e:?}"
+        );
+        // The judge tells the versions apart by name.
+        let same = with("justified").replace("version: \"2.0.0\"", "version: \"1.0.0\"");
+        let e = parse_err(&same);
+        assert_eq!(e[0].key, "expect.judge");
+        assert!(e[0].reason.contains("both 1.0.0"), "{e:?}");
     }
 
     #[test]

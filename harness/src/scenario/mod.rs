@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::controller::argo::Decision;
+use crate::judge::Finding;
 
 /// What the controller decides: `promoted`, `rolled-back` (an abort, a failed analysis or a
 /// missed deadline) or `paused` (waiting for a person).
@@ -181,6 +182,9 @@ pub struct Scenario {
     /// The canary weights the router must go through, in order, between the release and the
     /// decision (0 and repeats left out), e.g. Flagger's `stepWeights`.
     pub weights: Option<Vec<u32>>,
+    /// The statistical judge's finding the decision must get (`crate::judge`); `None`: the
+    /// finding is reported, not checked.
+    pub judge: Option<Finding>,
 }
 
 /// Defaults a scenario file may leave out.
@@ -212,6 +216,7 @@ impl Scenario {
             tags: Vec::new(),
             actions: Vec::new(),
             weights: None,
+            judge: None,
         }
     }
 
@@ -250,6 +255,12 @@ impl Scenario {
     /// The largest share (0..=1) of failed requests allowed.
     pub fn client_errors(mut self, max: f64) -> Self {
         self.client_error_max = max;
+        self
+    }
+
+    /// The statistical judge's finding the decision must get (`expect.judge`).
+    pub fn judged(mut self, finding: Finding) -> Self {
+        self.judge = Some(finding);
         self
     }
 
@@ -403,6 +414,17 @@ impl Scenario {
                 format!(
                     "{:?} equals baseline.version and there are no faults: the release would not change the pod template",
                     self.release_version
+                ),
+            );
+        }
+        if let Some(want) = self.judge
+            && let Err(e) =
+                crate::judge::Versions::new(&self.baseline_version, &self.release_version)
+        {
+            bad(
+                "expect.judge",
+                format!(
+                    "{want} cannot be checked: {e}; the judge tells the canary from the stable by version, so give release.version a name of its own"
                 ),
             );
         }

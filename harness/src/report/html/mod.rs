@@ -17,6 +17,7 @@ use serde::Serialize;
 use super::atomic::write_atomic;
 use super::model::{MarkerKind, RunReport, SCHEMA_VERSION, ScenarioReport};
 use super::series;
+use crate::judge::{Finding, Judgement};
 use charts::{Legend, Panel};
 
 const TEMPLATE: &str = include_str!("page.html");
@@ -155,11 +156,68 @@ struct ScenarioContext {
     vs_fastest: String,
     client_errors: String,
     client_errors_ok: bool,
+    judge: Option<JudgeContext>,
     markers: Vec<MarkerContext>,
     marker_legend: Vec<Legend>,
     panels: Vec<Panel>,
     events: Vec<EventContext>,
     windows_left_out: usize,
+}
+
+/// The judge's finding, beside the controller's decision.
+#[derive(Serialize)]
+struct JudgeContext {
+    finding: String,
+    /// `agree` (justified), `dispute` (a false rollback or a missed regression) or `unsure`.
+    tone: &'static str,
+    reason: String,
+    confidence: String,
+    exposure: String,
+    metrics: Vec<JudgeMetric>,
+}
+
+#[derive(Serialize)]
+struct JudgeMetric {
+    id: &'static str,
+    name: &'static str,
+    class: &'static str,
+    summary: String,
+}
+
+impl JudgeContext {
+    fn of(j: &Judgement) -> Self {
+        JudgeContext {
+            finding: j.finding.to_string(),
+            tone: match j.finding {
+                Finding::Justified => "agree",
+                Finding::FalseRollback | Finding::MissedRegression => "dispute",
+                Finding::Inconclusive => "unsure",
+            },
+            reason: j.reason.clone(),
+            confidence: format!("{} %", j.settings.confidence().level() * 100.0),
+            exposure: j.exposure_line(),
+            metrics: vec![
+                JudgeMetric {
+                    id: "error-rate",
+                    name: "Error rate",
+                    class: j.error_rate.class.name(),
+                    summary: j.error_rate.summary.clone(),
+                },
+                JudgeMetric {
+                    id: "latency",
+                    name: "Latency",
+                    class: j.latency.class.name(),
+                    summary: j.latency.summary.clone(),
+                },
+                JudgeMetric {
+                    id: "pods",
+                    name: "Pod health",
+                    class: j.pods.class.name(),
+                    summary: j.pods.summary.clone(),
+                },
+            ],
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -236,6 +294,7 @@ fn scenario(index: usize, s: &ScenarioReport) -> Result<ScenarioContext, String>
             max * 100.0
         ),
         client_errors_ok: rate <= max,
+        judge: s.judge.as_ref().map(JudgeContext::of),
         markers: series
             .markers
             .iter()

@@ -293,3 +293,45 @@ fn values_at_the_ends_of_f64_still_give_a_page() {
     .unwrap();
     assert!(page.contains("data-panel=\"metric-0\""));
 }
+
+#[test]
+fn the_judges_finding_stands_beside_the_decision() {
+    let mut report = run();
+    report.scenarios.push(fixture::false_rollback());
+    // Drawn from the JSON, as `gauntlet report` would: the judgement reads back.
+    let page = render_via_json(&report).unwrap();
+    let row = &page[page.find("id=\"row-s3-").unwrap()..];
+    let row = &row[..row.find("</tr>").unwrap()];
+    assert!(
+        row.contains("<td class=\"judge-cell dispute\">false-rollback</td>"),
+        "{row}"
+    );
+    let first = &page[page.find("id=\"row-s1-").unwrap()..];
+    let first = &first[..first.find("</tr>").unwrap()];
+    assert!(
+        first.contains("<td class=\"judge-cell \">-</td>"),
+        "{first}"
+    );
+
+    let section = &page[page.find("<section id=\"s3-").unwrap()..];
+    let judge = &section[section.find("<div class=\"judge dispute\"").unwrap()..];
+    let judge = &judge[..judge.find("</table>").unwrap()];
+    assert!(judge.contains("data-finding=\"false-rollback\""), "{judge}");
+    assert!(
+        judge
+            .contains("rolled back, but no metric worse. Canary against stable at 98 % confidence"),
+        "{judge}"
+    );
+    for metric in ["error-rate", "latency", "pods"] {
+        let m = &judge[judge.find(&format!("data-metric=\"{metric}\"")).unwrap()..];
+        assert!(
+            m.starts_with(&format!("data-metric=\"{metric}\"><td>"))
+                && m.contains("class-no-difference"),
+            "{m}"
+        );
+    }
+    assert!(
+        !page[..page.find("<section id=\"s3-").unwrap()].contains("<div class=\"judge"),
+        "the scenarios without a judgement have no judge block"
+    );
+}
