@@ -1,4 +1,5 @@
-//! `gauntlet run` as a user runs it: exit codes for a broken expectation (1), a malformed file
+//! `gauntlet run` as a user runs it: exit codes for a broken expectation (1, the judge's
+//! included), a malformed file
 //! (2), a dying Prometheus (3), and Ctrl-C; reports and artifacts written in every case.
 
 use std::io::{BufRead, BufReader};
@@ -94,7 +95,7 @@ fn a_wrong_expectation_exits_1_and_names_it() {
     let file = scenario(
         tmp.path(),
         "expects-promotion-of-500s",
-        "release: { version: \"2.0.0\", faults: { errors: { rate: 30% } } }\nexpect: { outcome: promoted, within: 45s, clientErrors: { max: 50% } }\n",
+        "release: { version: \"2.0.0\", faults: { errors: { rate: 30% } } }\nexpect: { outcome: promoted, within: 45s, clientErrors: { max: 50% }, judge: false-rollback }\n",
     );
     let json = tmp.path().join("r.json");
     let out = gauntlet(tmp.path())
@@ -120,6 +121,15 @@ fn a_wrong_expectation_exits_1_and_names_it() {
     assert_eq!(s["passed"], false);
     assert_eq!(s["outcome"], "rolled-back");
     assert!(s["failure"].as_str().unwrap().contains("expected promoted"));
+    // The judge disagrees with the file's expectation too: 30 % errors justify the rollback.
+    assert_eq!(s["judge"]["finding"], "justified", "{}", s["judge"]);
+    assert_eq!(s["judge"]["error_rate"]["class"], "worse");
+    assert!(
+        stdout.contains(
+            "the judge found justified (rolled back, and error rate worse), expected false-rollback"
+        ),
+        "{stdout}"
+    );
 }
 
 #[test]

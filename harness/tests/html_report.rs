@@ -380,6 +380,14 @@ fn the_page_of_a_real_rollback_renders_in_chromium_and_fetches_nothing() {
             "{marker}"
         );
     }
+    // The judge's finding beside the decision: the 500s justify the rollback.
+    assert!(
+        dom.contains("<div class=\"judge agree\" data-finding=\"justified\">"),
+        "no judge box"
+    );
+    assert!(dom.contains(
+        "<tr data-metric=\"error-rate\"><td>Error rate</td><td class=\"class-worse\">worse</td>"
+    ));
 
     let shot = artifacts_dir().join("html-report-argo-500s.png");
     let _ = std::fs::remove_file(&shot);
