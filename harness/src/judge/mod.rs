@@ -2,7 +2,7 @@
 //!
 //! From the per-version, per-second windows the load generator writes to the timeline, the
 //! judge compares the canary with the stable version over the canary's exposure (its first
-//! answered window to the decision, see [`Exposure`]) on two metrics:
+//! answered window to the decision, see [`Exposure`]) on two metrics of what users saw:
 //!
 //! - **error rate** (5xx answers and requests without an answer): Fisher's exact test, with
 //!   the difference in percentage points and its Newcombe interval ([`proportions`]);
@@ -104,8 +104,6 @@ pub struct Judgement {
     pub exposure: Exposure,
     pub error_rate: ErrorRate,
     pub latency: Latency,
-    /// Absent from judgements written before the judge looked at pods.
-    #[serde(default)]
     pub pods: PodHealth,
     pub decision: Option<Decision>,
     pub finding: Finding,
