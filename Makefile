@@ -60,7 +60,7 @@ e2e: build
 	./target/debug/gauntlet run --backend kind suites --parallel $(E2E_PARALLEL) --json e2e.json --junit e2e.xml
 
 # The policy's operating characteristic (docs/power.md) on the default grid, 200 runs per
-# point: a release build, since the simulation is CPU-bound and a debug build spends about four
+# point: a release build, since the simulation is CPU-bound and a debug build spends about five
 # times the CPU. POWER_TARGET another target, POWER_ARGS more flags (e.g. --html power.html).
 POWER_TARGET ?= fixtures/apps/argo
 POWER_ARGS ?=
