@@ -4,7 +4,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: demo up test deps build e2e chaos fmt lint controlplane fidelity
+.PHONY: demo up test deps build e2e chaos fmt lint controlplane fidelity power
 
 # Debian packages the local backend runs: a real nginx and a real Prometheus.
 deps:
@@ -58,6 +58,15 @@ e2e: build
 	@git diff --quiet -- fixtures/kind/manifests.lock 2>/dev/null || \
 	  echo "note: sha256 recorded in fixtures/kind/manifests.lock for downloads that were UNPINNED; review (git diff) and commit"
 	./target/debug/gauntlet run --backend kind suites --parallel $(E2E_PARALLEL) --json e2e.json --junit e2e.xml
+
+# The policy's operating characteristic (docs/power.md) on the default grid, 200 runs per
+# point: a release build, since the simulation is CPU-bound and a debug build spends about five
+# times the CPU. POWER_TARGET another target, POWER_ARGS more flags (e.g. --html power.html).
+POWER_TARGET ?= fixtures/apps/argo
+POWER_ARGS ?=
+power: deps
+	$(CARGO) build --release -p gauntlet
+	./target/release/gauntlet power $(POWER_TARGET) $(POWER_ARGS)
 
 chaos: deps
 	$(CARGO) test -p gauntlet --test suites -- --ignored

@@ -259,12 +259,16 @@ struct PowerCliArgs {
     /// The longest a decision is waited for after the release, in virtual time [default: 1h].
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
     within: Option<std::time::Duration>,
-    /// Rollouts simulated at once (more: fewer backfill rounds, more memory) [default: 400].
+    /// Rollouts simulated at once (threads; more: more memory) [default: 400].
     #[arg(long, value_name = "N")]
     parallel: Option<usize>,
     /// Write the report as JSON here.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
+    /// Write a self-contained HTML page here: the plot of P(rolled back) per fault kind with
+    /// its 95 % intervals, and the table.
+    #[arg(long, value_name = "FILE")]
+    html: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -433,6 +437,7 @@ async fn dispatch(command: Command) -> Exit {
                 within: a.within,
                 parallel: a.parallel,
                 json: a.json,
+                html: a.html,
             })
             .await
         }

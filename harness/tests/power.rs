@@ -3,7 +3,7 @@
 //! the assertions are about behaviour (what a 0 % and a 30 % release come to, the curve's
 //! order, reproducibility, the JSON contract, exit codes), never about wall-clock time.
 //!
-//! Needs promtool and prometheus (Debian's prometheus package; .ci/deps installs it).
+//! Needs prometheus (Debian's prometheus package; .ci/deps installs it).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -175,8 +175,9 @@ fn bad_input_is_refused_with_exit_2() {
     assert_eq!(out.status.code(), Some(2), "{}", text(&out).1);
 }
 
+/// Power needs one tool, prometheus (promtool backfilled the blocks of the first design).
 #[test]
-fn a_missing_promtool_says_what_to_install_with_exit_3() {
+fn a_missing_prometheus_says_what_to_install_with_exit_3() {
     let out = gauntlet()
         .args([
             "power",
@@ -188,12 +189,73 @@ fn a_missing_promtool_says_what_to_install_with_exit_3() {
             "--latency",
             "0",
         ])
-        .env("GAUNTLET_PROMTOOL", "/nonexistent/promtool")
+        .env("GAUNTLET_PROMETHEUS", "/nonexistent/prometheus")
         .output()
         .unwrap();
     let (_, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(3), "{stderr}");
     assert!(stderr.contains("install prometheus"), "{stderr}");
+}
+
+#[test]
+fn html_and_json_are_written_together() {
+    let dir = tempfile::tempdir().unwrap();
+    let (json, html) = (dir.path().join("power.json"), dir.path().join("power.html"));
+    let out = gauntlet()
+        .args(["power", "fixtures/apps/argo", "--runs", "2", "--seed", "3"])
+        .args(["--errors", "0,30%", "--latency", "0,500ms", "--json"])
+        .arg(&json)
+        .arg("--html")
+        .arg(&html)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let page = std::fs::read_to_string(&html).unwrap();
+    // A plot per fault kind, as inline SVG, and a table row per point of the JSON.
+    assert!(page.starts_with("<!doctype html>"), "{page}");
+    assert_eq!(page.matches("<svg").count(), 2, "{page}");
+    assert!(page.contains("id=\"plot-errors\"") && page.contains("id=\"plot-latency\""));
+    let points = v["points"].as_array().unwrap();
+    assert_eq!(points.len(), 4);
+    for p in points {
+        let row = format!("<tr class=\"{}", p["fault"].as_str().unwrap());
+        assert!(page.contains(&row), "no row for {p}");
+        assert!(page.contains(p["label"].as_str().unwrap()), "no {p}");
+    }
+    assert_eq!(page.matches("<tr class=").count(), points.len());
+    assert!(page.contains("caught: 0.95"));
+    assert!(
+        !page.contains("http") && !page.contains("src="),
+        "the page fetches"
+    );
+    // No temporary file is left beside it.
+    let mut names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["power.html", "power.json"]);
+}
+
+#[test]
+fn an_unwritable_html_path_is_bad_input_named_before_the_run() {
+    let out = gauntlet()
+        .args(["power", "fixtures/apps/argo", "--runs", "1", "--html"])
+        .arg("/nonexistent/folder/power.html")
+        .env("GAUNTLET_PROMETHEUS", "/nonexistent/prometheus")
+        .output()
+        .unwrap();
+    let (_, stderr) = text(&out);
+    // Exit 2 (a bad flag), not 3: the path is checked before anything runs, so the missing
+    // prometheus is never reached.
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--html") && stderr.contains("/nonexistent/folder/power.html"),
+        "{stderr}"
+    );
 }
 
 #[test]

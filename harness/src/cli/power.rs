@@ -1,5 +1,6 @@
 //! `gauntlet power TARGET`: the policy's operating characteristic (see `crate::power`), with a
-//! progress bar on a terminal, a table on stdout and `--json` for plots.
+//! progress bar on a terminal, a table on stdout, `--json` for plots and `--html` for a page
+//! with the plot.
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -26,6 +27,7 @@ pub struct PowerArgs {
     pub within: Option<Duration>,
     pub parallel: Option<usize>,
     pub json: Option<PathBuf>,
+    pub html: Option<PathBuf>,
 }
 
 /// Parses a rate: a number per second, or with `/s` or `/m`.
@@ -89,6 +91,16 @@ pub async fn power(args: PowerArgs) -> Exit {
         }
     };
     let json = args.json.clone();
+    let html = args.html.clone();
+    // A path that cannot be written is a bad flag: said now, not after minutes of simulation.
+    for (flag, path) in [("--json", &json), ("--html", &html)] {
+        if let Some(path) = path
+            && let Err(e) = crate::power::html::check_writable(flag, path)
+        {
+            eprintln!("error: {e}");
+            return Exit::BadInput;
+        }
+    }
     let power = match Power::new(req) {
         Ok(p) => p,
         Err(e) => return fail(&e),
@@ -104,7 +116,7 @@ pub async fn power(args: PowerArgs) -> Exit {
             let res = power.run(|p: Progress| {
                 b.set_length(p.total as u64);
                 b.set_position(p.done as u64);
-                b.set_message(format!("round {}", p.rounds));
+                b.set_message(format!("{} queries", p.queries));
             });
             let _ = tx.send(res);
         });
@@ -133,6 +145,13 @@ pub async fn power(args: PowerArgs) -> Exit {
     print!("{}", table(&report));
     if let Some(path) = json
         && let Err(e) = write_json(&path, &report)
+    {
+        eprintln!("error: {e}");
+        return Exit::Infra;
+    }
+    // Writable a moment ago: a failure now is the machine's (a full disk), not the flag's.
+    if let Some(path) = html
+        && let Err(e) = crate::power::html::write(&path, &report)
     {
         eprintln!("error: {e}");
         return Exit::Infra;
@@ -238,10 +257,10 @@ pub fn table(r: &PowerReport) -> String {
         ));
     }
     out.push_str(&format!(
-        "{} simulated rollouts in {:.0}s ({} backfill rounds, {} queries, {} samples)\n",
+        "{} simulated rollouts in {:.0}s ({} writes, {} queries, {} samples)\n",
         r.points.iter().map(|p| p.runs).sum::<usize>(),
         r.cost.wall_s,
-        r.cost.rounds,
+        r.cost.writes,
         r.cost.queries,
         r.cost.samples
     ));

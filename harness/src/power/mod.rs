@@ -2,16 +2,21 @@
 //!
 //! For each fault magnitude of a [`Grid`] the user's own Rollout or Canary is run N times by
 //! the emulated controller ([`sim`]) in virtual time, and every query it makes is answered by a
-//! real Prometheus over synthetic series ([`series`], drawn from the [`model`]) that Prometheus'
-//! own backfill wrote ([`tsdb`]). The loop between the controller's weights and the data is
-//! closed in rounds ([`hub`]); [`report`] turns the outcomes into P(rolled back), P(promoted),
-//! P(paused) and decision times per point. docs/power.md explains the method and its limits.
+//! real Prometheus over synthetic series ([`series`], drawn from the [`model`]) that Prometheus
+//! takes in through its remote-write receiver ([`tsdb`], [`remote`]). The loop between the
+//! controller's weights and the data is closed by each rollout writing its own series up to
+//! each measurement ([`feed`]); [`report`] turns the outcomes into P(rolled back),
+//! P(promoted), P(paused) and decision times per point. docs/power.md explains the method and
+//! its limits.
 
 pub mod bridge;
+pub mod feed;
 pub mod grid;
-pub mod hub;
+pub mod html;
 pub mod model;
 pub mod platform;
+pub mod query;
+pub mod remote;
 pub mod report;
 pub mod series;
 pub mod sim;
@@ -19,13 +24,13 @@ pub mod tsdb;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use self::bridge::Bridge;
+use self::feed::Feed;
 pub use self::grid::{Fault, FaultKind, Grid};
-use self::hub::{Hub, RolloutId};
 use self::model::LatencyModel;
 use self::platform::Log;
 pub use self::report::PowerReport;
@@ -43,10 +48,10 @@ pub enum PowerError {
     /// Bad input: the target, the grid, a flag (exit 2).
     #[error("{0}")]
     Input(String),
-    /// promtool or prometheus is not installed (exit 3).
+    /// prometheus is not installed (exit 3).
     #[error("`{0}` was not found: install prometheus (Debian's prometheus package; .ci/deps does)")]
     MissingTool(&'static str),
-    /// The machinery failed: promtool, Prometheus, a thread (exit 3).
+    /// The machinery failed: Prometheus, a thread (exit 3).
     #[error("{0}")]
     Infra(String),
     /// A simulated rollout could not run the policy (exit 3).
@@ -71,7 +76,8 @@ pub struct PowerRequest {
     pub scale: TimeScale,
     /// The longest a decision is waited for after the release, in virtual time.
     pub within: Duration,
-    /// Rollouts simulated at once (threads); more means fewer backfill rounds.
+    /// Rollouts simulated at once (threads): enough to keep the cores busy while some wait for
+    /// Prometheus.
     pub parallel: usize,
     pub model: LatencyModel,
 }
@@ -122,14 +128,31 @@ impl PowerRequest {
 pub struct Progress {
     pub done: usize,
     pub total: usize,
-    pub rounds: u64,
+    pub queries: u64,
+}
+
+/// A simulated rollout's number within the whole run.
+pub type RolloutId = usize;
+
+/// Asks a run to stop (Ctrl-C, a failed rollout): rollouts end at their next pass or query.
+#[derive(Debug, Default)]
+pub struct Stop(AtomicBool);
+
+impl Stop {
+    pub fn stop(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    pub fn stopped(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
 }
 
 /// A prepared run; [`Power::stopper`] lets another thread stop it (Ctrl-C).
 pub struct Power {
     req: PowerRequest,
     target: Target,
-    hub: Arc<Hub>,
+    stop: Arc<Stop>,
 }
 
 /// The namespace of simulated rollout `run` of release `release`.
@@ -148,7 +171,7 @@ impl Power {
         let p = Power {
             req,
             target,
-            hub: Arc::new(Hub::default()),
+            stop: Arc::new(Stop::default()),
         };
         p.check_queries()?;
         Ok(p)
@@ -175,10 +198,10 @@ impl Power {
         Ok(())
     }
 
-    /// Stops the run from another thread: waiting rollouts end, the run returns
+    /// Stops the run from another thread: running rollouts end, the run returns
     /// [`PowerError::Interrupted`].
-    pub fn stopper(&self) -> Arc<Hub> {
-        self.hub.clone()
+    pub fn stopper(&self) -> Arc<Stop> {
+        self.stop.clone()
     }
 
     pub fn target(&self) -> &Target {
@@ -197,31 +220,32 @@ impl Power {
         let releases = req.grid.releases();
         let ns0 = namespace(0, 0);
         let queries = self.target.queries(&ns0).map_err(PowerError::Input)?;
-        let wanted = Wanted::from_queries(queries.iter().map(String::as_str));
+        let wanted = Arc::new(Wanted::from_queries(queries.iter().map(String::as_str)));
 
         let mut tsdb = tsdb::Tsdb::new()?;
         let bridge = Arc::new(Bridge::new()?);
+        bridge.set_base(&tsdb.start()?);
+        tsdb::wait_ready(&mut tsdb, Duration::from_secs(30), || bridge.ready())?;
+
         let mut queue: VecDeque<(usize, usize)> = (0..req.runs)
             .flat_map(|run| (0..releases.len()).map(move |rel| (rel, run)))
             .collect();
         let total = queue.len();
         let (tx, rx) = mpsc::channel::<(RolloutId, Result<Outcome, String>)>();
-        let mut live: BTreeMap<RolloutId, (usize, String, RolloutSeries, Log)> = BTreeMap::new();
+        let mut live: BTreeMap<RolloutId, (usize, String)> = BTreeMap::new();
         let mut threads = Vec::new();
         let mut outcomes: Vec<Vec<Outcome>> = vec![Vec::new(); releases.len()];
         let mut next_id: RolloutId = 0;
         let mut done = 0;
-        let mut samples = 0u64;
         let mut failure: Option<PowerError> = None;
-        let mut running_prometheus = false;
         progress(Progress {
             done,
             total,
-            rounds: 0,
+            queries: 0,
         });
 
         loop {
-            while failure.is_none() && live.len() < req.parallel {
+            while failure.is_none() && !self.stop.stopped() && live.len() < req.parallel {
                 let Some((rel, run)) = queue.pop_front() else {
                     break;
                 };
@@ -237,19 +261,24 @@ impl Power {
                     req.rate,
                     req.model,
                 );
-                self.hub.enter(id);
                 let sim_run = Run {
                     id,
                     namespace: ns.clone(),
                     fault: releases[rel],
-                    hub: self.hub.clone(),
+                    stop: self.stop.clone(),
                     bridge: bridge.clone(),
-                    log: log.clone(),
+                    feed: Arc::new(Mutex::new(Feed::new(
+                        writer,
+                        log.clone(),
+                        wanted.clone(),
+                        BASE_UNIX,
+                    ))),
+                    log,
                     base_unix: BASE_UNIX,
                     within: req.within,
                     tick: crate::controller::driver::TICK,
                 };
-                let (t, tx, hub) = (target.clone(), tx.clone(), self.hub.clone());
+                let (t, tx) = (target.clone(), tx.clone());
                 let spawned = std::thread::Builder::new()
                     .name(format!("power-{id}"))
                     .stack_size(8 << 20)
@@ -259,88 +288,53 @@ impl Power {
                         }))
                         .unwrap_or_else(|_| Err("the simulation panicked".into()));
                         let _ = tx.send((id, res));
-                        hub.leave(id);
                     });
                 match spawned {
                     Ok(h) => threads.push(h),
                     Err(e) => {
-                        self.hub.leave(id);
                         failure = Some(PowerError::Infra(format!("starting a thread: {e}")));
+                        self.stop.stop();
                         break;
                     }
                 }
-                live.insert(id, (rel, ns, writer, log));
+                live.insert(id, (rel, ns));
             }
-            let waiting = self.hub.quiesce();
-            while let Ok((id, res)) = rx.try_recv() {
-                if let Some((rel, ns, _, _)) = live.remove(&id) {
-                    match res {
-                        Ok(o) => outcomes[rel].push(o),
-                        Err(reason) if failure.is_none() && !self.hub.stopped() => {
-                            failure = Some(PowerError::Rollout {
-                                namespace: ns,
-                                reason,
-                            });
-                            self.hub.stop();
+            if live.is_empty() {
+                break;
+            }
+            // A short timeout only so that a Ctrl-C is noticed while every rollout computes.
+            match rx.recv_timeout(Duration::from_millis(200)) {
+                Ok((id, res)) => {
+                    if let Some((rel, ns)) = live.remove(&id) {
+                        match res {
+                            Ok(o) => outcomes[rel].push(o),
+                            Err(reason) if failure.is_none() && !self.stop.stopped() => {
+                                // A dead Prometheus explains itself better than a failed query.
+                                failure = Some(match tsdb.check_alive() {
+                                    Err(e) => e,
+                                    Ok(()) => PowerError::Rollout {
+                                        namespace: ns,
+                                        reason,
+                                    },
+                                });
+                                self.stop.stop();
+                            }
+                            Err(_) => {}
                         }
-                        Err(_) => {}
+                        done += 1;
                     }
-                    done += 1;
                 }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+            if self.stop.stopped() && failure.is_none() {
+                failure = Some(PowerError::Interrupted);
             }
             progress(Progress {
                 done,
                 total,
-                rounds: self.hub.rounds(),
+                queries: bridge.queries(),
             });
-            if self.hub.stopped() {
-                if failure.is_none() {
-                    failure = Some(PowerError::Interrupted);
-                }
-                if live.is_empty() {
-                    break;
-                }
-                // Waiting rollouts were woken with an error; wait for them to finish.
-                std::thread::sleep(Duration::from_millis(20));
-                continue;
-            }
-            if waiting.is_empty() {
-                if live.is_empty() && queue.is_empty() {
-                    break;
-                }
-                continue;
-            }
-            // A round: each waiting rollout's series up to the second it needs.
-            let mut text = String::new();
-            let mut written = BTreeMap::new();
-            for (id, second) in &waiting {
-                if let Some((_, _, writer, log)) = live.get_mut(id) {
-                    let events = log.since(writer.cursor());
-                    writer.write_until(events, *second, BASE_UNIX, &wanted, &mut text);
-                    written.insert(*id, writer.written());
-                }
-            }
-            let lines = text.lines().count() as u64;
-            let round = (|| {
-                if lines > 0 {
-                    text.push_str("# EOF\n");
-                    tsdb.backfill(&text)?;
-                    samples += lines;
-                }
-                if lines > 0 || !running_prometheus {
-                    let base = tsdb.restart()?;
-                    bridge.set_base(&base);
-                    tsdb::wait_ready(&mut tsdb, Duration::from_secs(30), || bridge.ready())?;
-                    running_prometheus = true;
-                }
-                Ok::<_, PowerError>(())
-            })();
-            if let Err(e) = round {
-                failure = Some(e);
-                self.hub.stop();
-                continue;
-            }
-            self.hub.release(&written);
         }
         drop(tx);
         for t in threads {
@@ -387,9 +381,9 @@ impl Power {
             points,
             cost: report::Cost {
                 wall_s: started.elapsed().as_secs_f64(),
-                rounds: self.hub.rounds(),
+                writes: bridge.writes(),
                 queries: bridge.queries(),
-                samples,
+                samples: bridge.samples(),
             },
         })
     }

@@ -66,8 +66,8 @@ pub struct Setup {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Cost {
     pub wall_s: f64,
-    /// Backfill rounds (each: promtool, a Prometheus restart).
-    pub rounds: u64,
+    /// Remote-write requests: one per measurement that needed new samples.
+    pub writes: u64,
     pub queries: u64,
     pub samples: u64,
 }

@@ -1,5 +1,6 @@
 //! The synthetic series of one simulated rollout, written second by second as OpenMetrics
-//! text for `promtool tsdb create-blocks-from openmetrics`.
+//! text: what [`super::remote`] sends to Prometheus, and what its tests check against
+//! `promtool tsdb create-blocks-from openmetrics`, Prometheus' own reader of the format.
 //!
 //! The names and labels are the local stack's (`cluster::local::exporter` for the ingress and
 //! pod series, the sample app's own `/metrics` for the app series), so the user's queries select

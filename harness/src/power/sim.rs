@@ -10,10 +10,11 @@ use futures::future::BoxFuture;
 use tokio::time::Instant;
 
 use super::bridge::Bridge;
+use super::feed::SharedFeed;
 use super::grid::{BASELINE_VERSION, Fault};
-use super::hub::{Hub, RolloutId};
 use super::platform::{Log, VirtualPlatform};
 use super::series::Identity;
+use super::{RolloutId, Stop};
 use crate::cluster::{InfraError, RevisionHash};
 use crate::controller::analysis::MetricSource;
 use crate::controller::argo::runs::{AnalysisRuns, run_policy};
@@ -175,12 +176,12 @@ pub fn relocate(m: &Manifests, namespace: &str) -> Manifests {
     m
 }
 
-/// Where a simulated rollout's queries go: through the [`Hub`] (its data must be written up
-/// to now) and the [`Bridge`] (a real query at the virtual time).
+/// Where a simulated rollout's queries go: its [`Feed`](super::feed::Feed) first (its data
+/// written up to now), then the [`Bridge`] (a real query at the virtual time).
 #[derive(Clone)]
 pub struct PowerSource {
-    id: RolloutId,
-    hub: Arc<Hub>,
+    feed: SharedFeed,
+    stop: Arc<Stop>,
     bridge: Arc<Bridge>,
     start: Instant,
     base_unix: i64,
@@ -188,10 +189,14 @@ pub struct PowerSource {
 
 impl PowerSource {
     fn ask(&self, query: &str) -> Result<QueryValue, String> {
+        if self.stop.stopped() {
+            return Err("interrupted".into());
+        }
         let t = self.start.elapsed().as_secs_f64();
-        self.hub
-            .need(self.id, t.floor() as u64)
-            .map_err(|_| "interrupted".to_string())?;
+        self.feed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .up_to(t.floor() as u64, &self.bridge)?;
         self.bridge
             .query_at(query, self.base_unix as f64 + t)
             .map_err(|e| match e {
@@ -241,9 +246,11 @@ pub struct Run {
     pub id: RolloutId,
     pub namespace: String,
     pub fault: Fault,
-    pub hub: Arc<Hub>,
+    pub stop: Arc<Stop>,
     pub bridge: Arc<Bridge>,
     pub log: Log,
+    /// Its series, following `log`.
+    pub feed: SharedFeed,
     pub base_unix: i64,
     /// The longest a decision is waited for after the release (virtual).
     pub within: Duration,
@@ -263,8 +270,8 @@ pub fn simulate(target: &Target, run: Run) -> Result<Outcome, String> {
         .map_err(|e| format!("starting a runtime: {e}"))?;
     rt.block_on(async move {
         let source = PowerSource {
-            id: run.id,
-            hub: run.hub.clone(),
+            feed: run.feed.clone(),
+            stop: run.stop.clone(),
             bridge: run.bridge.clone(),
             start: Instant::now(),
             base_unix: run.base_unix,
@@ -350,7 +357,7 @@ async fn until<C: Controller>(
             return Ok(Some((d, start.elapsed())));
         }
         let now = Instant::now();
-        if now >= deadline || run.hub.stopped() {
+        if now >= deadline || run.stop.stopped() {
             return Ok(None);
         }
         tokio::time::sleep(ctl.wait_hint(run.tick).min(deadline - now)).await;

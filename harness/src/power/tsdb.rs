@@ -1,11 +1,17 @@
-//! The TSDB the simulated queries run against: blocks written by `promtool tsdb
-//! create-blocks-from openmetrics` (Prometheus' own backfill) into a temporary data folder, read
-//! by a real Prometheus on a free loopback port.
+//! The TSDB the simulated queries run against: one real Prometheus on a free loopback port,
+//! over a temporary data folder, that takes the synthetic samples through its remote-write
+//! receiver (`--web.enable-remote-write-receiver`) into its head, where queries see them at
+//! once.
 //!
-//! Prometheus opens a data folder's blocks when it starts; it would notice new ones only at its
-//! next compaction cycle, a minute later. So after each backfill the server is restarted (on a
-//! fresh port, so no pooled connection reaches the old one); it starts in about a tenth of a
-//! second on these small blocks.
+//! Backfilling blocks with `promtool tsdb create-blocks-from openmetrics` (the first design)
+//! needed a promtool run and a Prometheus restart per batch, since Prometheus opens new blocks
+//! only at start; both, and queries spread over dozens of overlapping blocks, were most of a
+//! run's time. The head keeps the same samples and the same engine answers the queries.
+//!
+//! The head accepts a sample only within half a block range of its newest one; all rollouts'
+//! samples start at the same fixed date, so the block range is set to 60 days, far beyond the
+//! longest rollout `--within` allows (a week), and a late-starting rollout's first seconds are
+//! never out of bounds.
 //!
 //! The child runs in its own process group with `PR_SET_PDEATHSIG` (it dies with the thread
 //! that started it, which lives as long as the run), and is killed on drop: on success, error,
@@ -20,12 +26,14 @@ use super::PowerError;
 /// A Prometheus over a growing backfilled data folder.
 pub struct Tsdb {
     dir: tempfile::TempDir,
-    promtool: PathBuf,
     prometheus: PathBuf,
     child: Option<Child>,
     port: u16,
-    blocks: usize,
 }
+
+/// The head's block range: it takes samples up to half of it older than its newest. See the
+/// module doc.
+const BLOCK_RANGE: &str = "60d";
 
 /// Where a binary is: `$GAUNTLET_<NAME>` if set (and nowhere else then), else the first match
 /// on `PATH`, else Debian's `/usr/bin`.
@@ -43,12 +51,11 @@ fn locate(name: &str) -> Option<PathBuf> {
 }
 
 impl Tsdb {
-    /// Finds promtool and prometheus and makes the data folder; starts nothing yet.
+    /// Finds prometheus and makes the data folder; starts nothing yet.
     ///
     /// # Errors
-    /// [`PowerError::MissingTool`] when either binary is missing.
+    /// [`PowerError::MissingTool`] when the binary is missing.
     pub fn new() -> Result<Tsdb, PowerError> {
-        let promtool = locate("promtool").ok_or(PowerError::MissingTool("promtool"))?;
         let prometheus = locate("prometheus").ok_or(PowerError::MissingTool("prometheus"))?;
         let dir = tempfile::Builder::new()
             .prefix("gauntlet-power-")
@@ -63,11 +70,9 @@ impl Tsdb {
         .map_err(|e| PowerError::Infra(format!("writing prometheus.yml: {e}")))?;
         Ok(Tsdb {
             dir,
-            promtool,
             prometheus,
             child: None,
             port: 0,
-            blocks: 0,
         })
     }
 
@@ -75,45 +80,12 @@ impl Tsdb {
         self.dir.path().join("data")
     }
 
-    /// Blocks written so far.
-    pub fn blocks(&self) -> usize {
-        self.blocks
-    }
-
-    /// Turns `openmetrics` (a complete exposition, `# EOF` included) into blocks of the data
-    /// folder.
-    ///
-    /// # Errors
-    /// promtool's own message when it refuses the input or fails.
-    pub fn backfill(&mut self, openmetrics: &str) -> Result<(), PowerError> {
-        let input = self.dir.path().join("round.om");
-        std::fs::write(&input, openmetrics)
-            .map_err(|e| PowerError::Infra(format!("writing {}: {e}", input.display())))?;
-        let out = Command::new(&self.promtool)
-            .args(["tsdb", "create-blocks-from", "openmetrics", "-q"])
-            .arg(&input)
-            .arg(self.data_dir())
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| PowerError::Infra(format!("running {}: {e}", self.promtool.display())))?;
-        let _ = std::fs::remove_file(&input);
-        if !out.status.success() {
-            return Err(PowerError::Infra(format!(
-                "promtool tsdb create-blocks-from openmetrics failed ({}): {}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim()
-            )));
-        }
-        self.blocks += 1;
-        Ok(())
-    }
-
-    /// (Re)starts Prometheus on the data folder; returns its base URL once the process runs.
-    /// The caller waits for `/-/ready` ([`super::bridge::Bridge::await_ready`]).
+    /// Starts Prometheus on the data folder; returns its base URL once the process runs. The
+    /// caller waits for `/-/ready` ([`wait_ready`]).
     ///
     /// # Errors
     /// The process cannot be spawned.
-    pub fn restart(&mut self) -> Result<String, PowerError> {
+    pub fn start(&mut self) -> Result<String, PowerError> {
         self.stop();
         self.port = free_port()?;
         let log = std::fs::File::create(self.dir.path().join("prometheus.log"))
@@ -128,6 +100,9 @@ impl Tsdb {
         // The synthetic data sit at a fixed date; retention is measured from the newest
         // block, but leave no doubt.
         .arg("--storage.tsdb.retention.time=100y")
+        .arg(format!("--storage.tsdb.min-block-duration={BLOCK_RANGE}"))
+        .arg(format!("--storage.tsdb.max-block-duration={BLOCK_RANGE}"))
+        .arg("--web.enable-remote-write-receiver")
         .arg("--log.level=warn")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
