@@ -145,19 +145,16 @@ impl Bridge {
         let Some(client) = self.client() else {
             return Err(PromError::Decode("no Prometheus is running".into()));
         };
-        let http = self.http.clone();
         self.queries.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         let permits = self.permits.clone();
         let query = query.to_string();
         self.rt.spawn(async move {
             let _permit = permits.acquire_owned().await;
-            let answer = tokio::time::timeout(
-                Duration::from_secs(30),
-                super::query::query_at(&http, client.base(), &query, time),
-            )
-            .await
-            .unwrap_or_else(|_| Err(PromError::Decode("no answer within 30 s".into())));
+            let answer =
+                tokio::time::timeout(Duration::from_secs(30), client.query_at(&query, time))
+                    .await
+                    .unwrap_or_else(|_| Err(PromError::Decode("no answer within 30 s".into())));
             let _ = tx.send(answer);
         });
         rx.recv()

@@ -15,7 +15,6 @@ pub mod grid;
 pub mod html;
 pub mod model;
 pub mod platform;
-pub mod query;
 pub mod remote;
 pub mod report;
 pub mod series;
