@@ -54,12 +54,6 @@ pub struct PodHealth {
     pub summary: String,
 }
 
-impl Default for PodHealth {
-    fn default() -> Self {
-        compare(&[], None, 0.0, f64::INFINITY)
-    }
-}
-
 /// Compares the pod ends of the release (`hash`: its pod-template hash, when the release event
 /// gave one; otherwise its pods are those first seen after the release) with the stable's,
 /// from the release to `end_s` seconds after it.
@@ -71,8 +65,9 @@ pub fn compare(events: &[Event], hash: Option<&str>, from_s: f64, end_s: f64) ->
             *t = t.min(e.t_s);
         }
     }
-    let is_release = |pod: &str| match hash {
-        Some(h) => pod.contains(&format!("-{h}-")),
+    let infix = hash.map(|h| format!("-{h}-"));
+    let is_release = |pod: &str| match &infix {
+        Some(infix) => pod.contains(infix.as_str()),
         None => first_seen.get(pod).is_some_and(|t| *t >= 0.0),
     };
     let mut ends: [BTreeMap<&str, u64>; 2] = Default::default();
@@ -201,7 +196,7 @@ mod tests {
         ];
         assert_eq!(compare(&stable_only, None, 0.0, 10.0).class, Class::Better);
         // Nothing at all.
-        let none = PodHealth::default();
+        let none = compare(&[], None, 0.0, f64::INFINITY);
         assert_eq!(none.class, Class::NoDifference);
         assert_eq!(
             none.summary,
